@@ -1,0 +1,99 @@
+"""idp: central authentication service (CAS 3.0, OpenID Connect) for universities."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from idp import config as config_mod
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):  # pragma: no cover - trivial
+    """SQLite in WAL mode with a busy timeout, so several gunicorn workers can share the file."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=5000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+
+def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | None = None) -> Flask:
+    """Build the app: config -> extensions -> blueprints -> error handlers.
+
+    Raises config.ConfigError or policy.PolicyError (with file, key and reason) on a bad deployment.
+    """
+    from idp.core import passwords
+    from idp.core.policy import load_policy
+    from idp.extensions import babel, csrf, db, migrate
+    from idp.http import errors, i18n, security
+
+    overrides = dict(overrides or {})
+    policy_overrides = overrides.pop("POLICY_OVERRIDES", None)
+    folder = config_mod.instance_path(instance)
+    cfg = config_mod.load(folder, overrides)
+    app = Flask(__name__, instance_path=str(folder))
+    app.config.update(cfg)
+
+    base = urlsplit(cfg["BASE_URL"])
+    https = base.scheme == "https"
+    cookie_path = base.path.rstrip("/") or "/"
+    database_url = cfg["DATABASE_URL"]
+    if database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=database_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True} if not database_url.startswith("sqlite") else {},
+        COOKIE_PATH=cookie_path,
+        # Distinctive names: apps on other ports of the same host share the browser's cookie jar.
+        SESSION_COOKIE_NAME="__Host-idp_session" if https else "idp_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=https,
+        SESSION_COOKIE_PATH="/" if https else cookie_path,
+        PREFERRED_URL_SCHEME=base.scheme,
+        WTF_CSRF_TIME_LIMIT=4 * 3600,
+        WTF_CSRF_SSL_STRICT=https,
+        BABEL_DEFAULT_LOCALE="pl",
+        BABEL_DEFAULT_TIMEZONE="Europe/Warsaw",
+        BABEL_TRANSLATION_DIRECTORIES=str(PACKAGE_DIR / "translations"),
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+    )
+    logging.basicConfig(level=cfg["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app.extensions["idp.policy"] = load_policy(cfg["POLICY"], policy_overrides)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    babel.init_app(app, locale_selector=i18n.select_locale)
+    csrf.init_app(app)
+    passwords.init_app(app)
+    security.init_app(app)
+    i18n.init_app(app)
+    errors.init_app(app)
+
+    from idp import models  # noqa: F401  (register tables)
+    from idp.cas import bp as cas_bp
+    from idp.login import bp as login_bp
+    from idp.recovery import bp as recovery_bp
+
+    app.register_blueprint(login_bp)
+    app.register_blueprint(cas_bp)
+    app.register_blueprint(recovery_bp)
+
+    @app.context_processor
+    def _globals():
+        from flask_babel import get_locale
+
+        lang = str(get_locale() or "pl")
+        return {"lang": lang, "other_lang": "en" if lang == "pl" else "pl"}
+
+    return app

@@ -1,0 +1,165 @@
+"""CAS ticket validation and proxying: protocol rules only; accounts and sessions come from core."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from idp.core import audit, callbacks, provisioning, registry, sso, tickets
+from idp.core.accounts import attribute, canonical_username
+from idp.core.policy import Policy
+from idp.extensions import db
+from idp.models import Account, Service, SsoSession
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: str
+    description: str
+
+
+@dataclass
+class Success:
+    user: str
+    attributes: dict[str, object] = field(default_factory=dict)
+    pgtiou: str | None = None
+    proxies: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What validation needs from configuration, passed in explicitly."""
+
+    pgt_lifetime: int
+    callback_timeout: float
+    allow_loopback: bool
+
+
+def username_for(account: Account, service: Service | None, policy: Policy) -> str:
+    """<cas:user>: the canonical identifier, or the service's own username_attribute."""
+    if service is not None and service.username_attribute:
+        value = attribute(account, service.username_attribute, policy)
+        if value:
+            return str(value)
+    return canonical_username(account, policy)
+
+
+def released_attributes(account: Account, service: Service | None, policy: Policy, *, auth_time: dt.datetime,
+                        new_login: bool) -> dict[str, object]:
+    """CAS 3.0 attributes: the three the schema requires, then what the registry releases."""
+    out: dict[str, object] = {
+        "authenticationDate": auth_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "longTermAuthenticationRequestTokenUsed": "false",
+        "isFromNewLogin": "true" if new_login else "false",
+    }
+    for name in (service.attributes if service else []):
+        value = attribute(account, name, policy)
+        if value not in (None, "", []):
+            out[name] = value
+    return out
+
+
+def _fail(code: str, description: str, *, account_id: int | None = None, service: str | None = None,
+          client_ip: str | None = None, now: dt.datetime) -> Failure:
+    audit.record("cas.validate.failed", actor=service or "unknown", account_id=account_id, reason=code,
+                 client_ip=client_ip, data={"service": service, "detail": description}, now=now)
+    return Failure(code, description)
+
+
+def validate(ticket: str | None, service: str | None, policy: Policy, settings: Settings, *, renew: bool,
+             allow_proxy_tickets: bool, pgt_url: str | None, with_attributes: bool, now: dt.datetime,
+             client_ip: str | None = None) -> Success | Failure:
+    """One validation attempt; the ticket is used up whatever the outcome (CAS 3.0 §3.1.1)."""
+    if not ticket or not service:
+        return _fail("INVALID_REQUEST", "'service' and 'ticket' parameters are both required",
+                     service=service, client_ip=client_ip, now=now)
+    if not ticket.startswith(("ST-", "PT-")):
+        return _fail("INVALID_TICKET_SPEC", f"Ticket {ticket[:64]} is not a service or proxy ticket",
+                     service=service, client_ip=client_ip, now=now)
+    row = tickets.consume(ticket, now)
+    if row is None:
+        return _fail("INVALID_TICKET", f"Ticket {ticket[:64]} not recognized", service=service,
+                     client_ip=client_ip, now=now)
+    if row.kind == "PT" and not allow_proxy_tickets:
+        return _fail("INVALID_TICKET_SPEC", "A proxy ticket was passed to a service ticket validation endpoint; "
+                     "use /proxyValidate", account_id=row.account_id, service=service, client_ip=client_ip, now=now)
+    if row.expires_at <= now:
+        return _fail("INVALID_TICKET", f"Ticket {ticket} has expired", account_id=row.account_id,
+                     service=service, client_ip=client_ip, now=now)
+    if row.service != service:
+        return _fail("INVALID_SERVICE", f"Ticket {ticket} was not issued for this service",
+                     account_id=row.account_id, service=service, client_ip=client_ip, now=now)
+    if renew and not row.from_new_login:
+        return _fail("INVALID_TICKET", f"Ticket {ticket} did not come from an initial login and renew was set",
+                     account_id=row.account_id, service=service, client_ip=client_ip, now=now)
+    account = db.session.get(Account, row.account_id)
+    session = db.session.get(SsoSession, row.session_id)
+    if account is None or account.status != "active" or session is None:
+        return _fail("INVALID_TICKET", f"Ticket {ticket} belongs to an account that can no longer log in",
+                     account_id=row.account_id, service=service, client_ip=client_ip, now=now)
+    svc = db.session.get(Service, row.service_id) if row.service_id else None
+    result = Success(user=username_for(account, svc, policy), proxies=list(row.proxies or []))
+    if with_attributes:
+        result.attributes = released_attributes(account, svc, policy, auth_time=session.auth_time,
+                                                new_login=row.from_new_login)
+    if pgt_url:
+        outcome = _grant_pgt(pgt_url, row, svc, settings, now, client_ip)
+        if isinstance(outcome, Failure):
+            return outcome
+        result.pgtiou = outcome
+    audit.record("cas.validate.succeeded", actor=svc.name if svc else service, account_id=account.id,
+                 client_ip=client_ip, now=now, data={"kind": row.kind})
+    return result
+
+
+def _grant_pgt(pgt_url: str, row, svc: Service | None, settings: Settings, now: dt.datetime,
+               client_ip: str | None) -> str | Failure:
+    """CAS 3.0 §2.5.4: authorise the callback, hand it the PGT, and return the IOU only on HTTP 200."""
+    if svc is None or not svc.allow_proxy:
+        return _fail("UNAUTHORIZED_SERVICE_PROXY", "The service is not authorized to perform proxy authentication",
+                     account_id=row.account_id, service=row.service, client_ip=client_ip, now=now)
+    if registry.match_cas_service(pgt_url) is None:
+        return _fail("INVALID_PROXY_CALLBACK", "The proxy callback URL is not a registered service",
+                     account_id=row.account_id, service=row.service, client_ip=client_ip, now=now)
+    pgt = tickets.issue("PGT", session_id=row.session_id, account_id=row.account_id, service=pgt_url,
+                        service_id=row.service_id, lifetime=settings.pgt_lifetime, now=now,
+                        proxies=[pgt_url] + list(row.proxies or []))
+    iou = tickets.new_id("PGTIOU", 40)
+    db.session.commit()
+    outcome = callbacks.get(pgt_url, {"pgtId": pgt.ticket, "pgtIou": iou}, timeout=settings.callback_timeout,
+                            allow_loopback=settings.allow_loopback)
+    if not outcome.ok:
+        db.session.delete(pgt.row)
+        db.session.commit()
+        return _fail("INVALID_PROXY_CALLBACK", f"The proxy callback failed: {outcome.detail}",
+                     account_id=row.account_id, service=row.service, client_ip=client_ip, now=now)
+    return iou
+
+
+def proxy(pgt: str | None, target_service: str | None, *, lifetime: int, now: dt.datetime,
+          client_ip: str | None = None) -> str | Failure:
+    """/proxy: a proxy ticket for a registered back-end service, from a live PGT."""
+    if not pgt or not target_service:
+        return _fail("INVALID_REQUEST", "'pgt' and 'targetService' parameters are both required",
+                     service=target_service, client_ip=client_ip, now=now)
+    row = tickets.find_pgt(pgt, now)
+    if row is None:
+        return _fail("INVALID_TICKET", f"Ticket {pgt[:64]} not recognized", service=target_service,
+                     client_ip=client_ip, now=now)
+    session = db.session.get(SsoSession, row.session_id)
+    account = db.session.get(Account, row.account_id)
+    if session is None or session.ended_at is not None or account is None or account.status != "active":
+        return _fail("INVALID_TICKET", f"Ticket {pgt[:64]} not recognized", service=target_service,
+                     client_ip=client_ip, now=now)
+    target = registry.match_cas_service(target_service)
+    if target is None:
+        return _fail("UNAUTHORIZED_SERVICE", "The target service is not registered", account_id=account.id,
+                     service=target_service, client_ip=client_ip, now=now)
+    if not provisioning.entitled(account, target):
+        return _fail("UNAUTHORIZED_SERVICE", "The person is not provisioned for the target service",
+                     account_id=account.id, service=target_service, client_ip=client_ip, now=now)
+    issued = tickets.issue("PT", session_id=row.session_id, account_id=row.account_id, service=target_service,
+                           service_id=target.id, lifetime=lifetime, now=now, proxies=list(row.proxies or []))
+    sso.add_participant(session, service_id=target.id, service_name=target.name, service_url=target_service,
+                        ticket=issued.ticket, now=now)
+    db.session.commit()
+    return issued.ticket

@@ -1,0 +1,242 @@
+"""The `idp` command: set up an instance, import people, load services, serve.
+
+Exit codes: 0 ok; 1 the input was refused (bad CSV rows, a password the policy refuses, unknown person);
+2 wrong usage or configuration (one line on stderr says why).
+"""
+from __future__ import annotations
+
+import functools
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from idp.config import ConfigError
+
+
+class Refused(Exception):
+    """Bad input: print the reason, exit 1."""
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"idp: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from idp.core.errors import DomainError
+        from idp.core.policy import PolicyError
+        from idp.core.provisioning import ImportFileError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, PolicyError) as exc:
+            _fail(f"configuration error: {exc}", 2)
+        except (Refused, ImportFileError, DomainError) as exc:
+            _fail(str(exc), 1)
+    return wrapper
+
+
+class Context:
+    def __init__(self, instance: str | None):
+        self.instance = instance
+        self._app = None
+
+    @property
+    def app(self):
+        if self._app is None:
+            from idp import create_app
+
+            self._app = create_app(instance=self.instance)
+            # The command's own output is the report; library chatter stays out unless asked for.
+            for name in ("idp", "alembic"):
+                logging.getLogger(name).setLevel(os.environ.get("IDP_CLI_LOG_LEVEL", "WARNING"))
+        return self._app
+
+
+def _require_schema(app) -> None:
+    from sqlalchemy import inspect
+
+    from idp.extensions import db
+
+    if "alembic_version" not in inspect(db.engine).get_table_names():
+        raise ConfigError("the database is not initialised: run `idp init` first")
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--instance", metavar="DIR", envvar="IDP_INSTANCE",
+              help="Instance folder (config idp.toml, SQLite file, keys). Default: instance/ in the project.")
+@click.pass_context
+def main(ctx, instance):
+    """idp — central login (CAS 3.0, OpenID Connect) for USOSweb, e-learning and mail.
+
+    Configuration: defaults < INSTANCE/idp.toml < IDP_* environment variables
+    (IDP_BASE_URL, IDP_DATABASE_URL, IDP_POLICY, IDP_MAIL_SERVER, IDP_SECRET_KEY, ...).
+    """
+    ctx.obj = Context(instance)
+
+
+@main.command()
+@pass_ctx
+@handle_errors
+def init(c: Context):
+    """Create or upgrade the database schema and the instance secrets. Safe to run twice."""
+    from flask_migrate import upgrade
+
+    from idp import MIGRATIONS_DIR
+
+    with c.app.app_context():
+        upgrade(directory=str(MIGRATIONS_DIR))
+    click.echo(f"instance ready: {c.app.instance_path}")
+
+
+@main.group()
+def users():
+    """People: import the SIS export, set passwords."""
+
+
+@users.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+@handle_errors
+def users_import(c: Context, file: Path):
+    """Import FILE, the SIS export (CSV, UTF-8).
+
+    Columns: album,pesel,first_name,last_name,university_email,private_email,role,aliases
+    and optionally birth_date (YYYY-MM-DD), entitlements (service names separated by ';').
+    Upserts by album number. One bad row and nothing of the file is imported; every bad row is listed.
+    """
+    from idp.core.provisioning import import_file
+
+    with c.app.app_context():
+        _require_schema(c.app)
+
+        def progress(rows):
+            if len(rows) < 500:
+                return rows
+            return click.progressbar(rows, label="importing", file=sys.stderr)
+
+        def wrapped(rows):
+            bar = progress(rows)
+            if bar is rows:
+                yield from rows
+                return
+            with bar as it:
+                yield from it
+
+        result = import_file(file, c.app.config["PESEL_KEY"], progress=wrapped)
+        if not result.ok:
+            for err in result.errors:
+                click.echo(f"{file.name}: {err}", err=True)
+            raise Refused(f"nothing imported: {result.rejected} bad row(s) in {file.name}")
+        click.echo(f"added {result.added}, updated {result.updated}, unchanged {result.unchanged}, rejected 0")
+
+
+@users.command("set-password")
+@click.argument("identifier")
+@click.option("--temporary", is_flag=True, help="The person must change it at the next login.")
+@pass_ctx
+@handle_errors
+def users_set_password(c: Context, identifier: str, temporary: bool):
+    """Set the password of the person IDENTIFIER (album number, e-mail or alias).
+
+    The password is read from standard input (one line) when it is not a terminal; a terminal is asked
+    twice without echo. The policy's rules apply; every broken rule is printed. A policy with
+    first_login_change makes every password set here temporary.
+    """
+    from idp.core.accounts import PasswordRejected, find_any, set_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Repeat new password: ") != password:
+            raise Refused("the passwords do not match")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise Refused("empty password")
+    with c.app.app_context():
+        _require_schema(c.app)
+        policy = c.app.extensions["idp.policy"]
+        account = find_any(identifier)
+        if account is None:
+            raise Refused(f"no person with the identifier {identifier!r}")
+        temporary = temporary or policy.data["password"]["first_login_change"]
+        try:
+            set_password(account, password, policy, temporary=temporary, actor="cli")
+        except PasswordRejected as exc:
+            for v in exc.violations:
+                click.echo(f"- {v.message}", err=True)
+            raise Refused("password refused by the policy") from None
+        click.echo(f"password set for {account.album}" + (" (temporary: change at next login)" if temporary else ""))
+
+
+@main.group()
+def services():
+    """The registry of relying apps (CAS services, OIDC clients)."""
+
+
+@services.command("load")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+@handle_errors
+def services_load(c: Context, file: Path):
+    """Replace the registry with the services defined in FILE (TOML, [[service]] tables)."""
+    from idp.core.registry import load_file
+
+    with c.app.app_context():
+        _require_schema(c.app)
+        report = load_file(file)
+    for label, names in (("added", report.added), ("changed", report.changed), ("removed", report.removed),
+                         ("unchanged", report.unchanged)):
+        if names:
+            click.echo(f"{label}: {', '.join(names)}")
+    click.echo(f"{len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
+               f"{len(report.unchanged)} unchanged")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes (default: one per CPU core).")
+@pass_ctx
+@handle_errors
+def serve(c: Context, host: str, port: int, workers: int | None):
+    """Serve the IdP with gunicorn (sync workers), never Flask's development server."""
+    from gunicorn.app.base import BaseApplication
+
+    with c.app.app_context():
+        _require_schema(c.app)
+        from idp.extensions import db
+
+        db.engine.dispose()
+    instance = c.instance
+
+    class _Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers or os.cpu_count() or 1)
+            self.cfg.set("worker_class", "sync")
+            self.cfg.set("timeout", 30)
+            self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("accesslog", "-")
+
+        def load(self):
+            from idp import create_app
+
+            return create_app(instance=instance)
+
+    click.echo(f"idp serving on http://{host}:{port} (base URL {c.app.config['BASE_URL']})", err=True)
+    _Server().run()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

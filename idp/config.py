@@ -1,0 +1,163 @@
+"""Configuration: defaults < instance/idp.toml < IDP_* environment < test overrides.
+
+Unknown keys are errors, so a typo in a deployment's file stops start-up instead of being ignored.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+#: The checkout (or installed tree) the package lives in: policies and demo data resolve from here,
+#: never from the current directory.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Every key a deployment may set, with its default. Types of the defaults drive env-var coercion.
+DEFAULTS: dict[str, Any] = {
+    "BASE_URL": "http://127.0.0.1:8000",
+    "DATABASE_URL": None,  # None: SQLite file in the instance folder
+    "REDIS_URL": None,
+    "POLICY": str(PROJECT_ROOT / "policies" / "default.toml"),
+    "SECRET_KEY": None,  # None: generated once into instance/secrets.toml
+    "PESEL_KEY": None,  # HMAC key for PESEL; None: generated once into instance/secrets.toml
+    "MAIL_SERVER": "127.0.0.1",
+    "MAIL_PORT": 25,
+    "MAIL_DEFAULT_SENDER": "idp@localhost",
+    # argon2id cost. Default ~40 ms per verify on one core here: see docs/security.md.
+    "ARGON2_TIME_COST": 2,
+    "ARGON2_MEMORY_COST": 47104,  # KiB (46 MiB)
+    "ARGON2_PARALLELISM": 1,
+    "TICKET_LIFETIME": 10,  # seconds an ST/PT stays valid (CAS 3.0 §3.1.1 recommends <= 5 min)
+    "PGT_LIFETIME": 7200,  # seconds
+    "CALLBACK_TIMEOUT": 3.0,  # seconds for one SLO POST or PGT callback
+    # Back-channel calls to loopback/private addresses (SLO, pgtUrl over http). None: allowed only
+    # when BASE_URL itself is a loopback address, i.e. a development instance.
+    "ALLOW_LOOPBACK_CALLBACKS": None,
+    "LOG_LEVEL": "INFO",
+}
+
+#: Floors from the issue (OWASP/ASVS): never below these outside tests.
+ARGON2_FLOOR = {"ARGON2_TIME_COST": 2, "ARGON2_MEMORY_COST": 19456, "ARGON2_PARALLELISM": 1}
+
+_BOOL_KEYS = {"ALLOW_LOOPBACK_CALLBACKS"}
+
+
+class ConfigError(Exception):
+    """A configuration problem that must stop start-up; the message names the source and key."""
+
+
+def instance_path(explicit: str | os.PathLike | None = None) -> Path:
+    """The instance folder: explicit argument, IDP_INSTANCE, else `instance/` in the project."""
+    raw = explicit or os.environ.get("IDP_INSTANCE")
+    return Path(raw).resolve() if raw else PROJECT_ROOT / "instance"
+
+
+def _coerce(key: str, raw: str, source: str) -> Any:
+    default = DEFAULTS[key]
+    if key in _BOOL_KEYS or isinstance(default, bool):
+        low = raw.strip().lower()
+        if low in {"1", "true", "yes", "on"}:
+            return True
+        if low in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{source}: {key} must be true or false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{source}: {key} must be an integer, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{source}: {key} must be a number, got {raw!r}") from None
+    return raw
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        upper = key.upper()
+        if upper not in DEFAULTS:
+            raise ConfigError(f"{path}: unknown key {key!r}")
+        default = DEFAULTS[upper]
+        if default is not None and not isinstance(value, type(default)) and not (
+            isinstance(default, float) and isinstance(value, int)
+        ):
+            raise ConfigError(f"{path}: {key} must be {type(default).__name__}, got {value!r}")
+        out[upper] = value
+    return out
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith("IDP_") or name == "IDP_INSTANCE":
+            continue
+        key = name[4:]
+        if key in DEFAULTS:
+            out[key] = _coerce(key, raw, f"environment {name}")
+    return out
+
+
+def _secrets(folder: Path) -> dict[str, str]:
+    """Read or create instance/secrets.toml (mode 0600): the session key and the PESEL HMAC key."""
+    path = folder / "secrets.toml"
+    if path.exists():
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return {k.upper(): v for k, v in data.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    values = {"secret_key": secrets.token_urlsafe(48), "pesel_key": secrets.token_urlsafe(48)}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("# Generated by idp; keep secret, keep stable (changing pesel_key orphans PESEL hashes).\n")
+        for k, v in values.items():
+            fh.write(f'{k} = "{v}"\n')
+    return {k.upper(): v for k, v in values.items()}
+
+
+def is_loopback_url(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def load(folder: Path, overrides: dict[str, Any] | None = None,
+         environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Merge every source into one validated mapping of Flask config keys."""
+    overrides = dict(overrides or {})
+    cfg: dict[str, Any] = dict(DEFAULTS)
+    cfg.update(_from_toml(folder / "idp.toml"))
+    cfg.update(_from_env(dict(os.environ if environ is None else environ)))
+    testing = bool(overrides.get("TESTING"))
+    for key in overrides:
+        if key not in DEFAULTS and not key.isupper():
+            raise ConfigError(f"test overrides: unknown key {key!r}")
+    cfg.update(overrides)
+
+    if cfg["SECRET_KEY"] is None or cfg["PESEL_KEY"] is None:
+        generated = _secrets(folder)
+        cfg["SECRET_KEY"] = cfg["SECRET_KEY"] or generated["SECRET_KEY"]
+        cfg["PESEL_KEY"] = cfg["PESEL_KEY"] or generated["PESEL_KEY"]
+    if cfg["DATABASE_URL"] is None:
+        cfg["DATABASE_URL"] = f"sqlite:///{folder / 'idp.sqlite3'}"
+    cfg["BASE_URL"] = cfg["BASE_URL"].rstrip("/")
+    if urlsplit(cfg["BASE_URL"]).scheme not in {"http", "https"}:
+        raise ConfigError(f"BASE_URL must be an http(s) URL, got {cfg['BASE_URL']!r}")
+    if cfg["ALLOW_LOOPBACK_CALLBACKS"] is None:
+        cfg["ALLOW_LOOPBACK_CALLBACKS"] = is_loopback_url(cfg["BASE_URL"])
+    if not testing:
+        for key, floor in ARGON2_FLOOR.items():
+            if int(cfg[key]) < floor:
+                raise ConfigError(f"{key} = {cfg[key]} is below the minimum {floor}")
+    if cfg["TICKET_LIFETIME"] <= 0 or cfg["TICKET_LIFETIME"] > 300:
+        raise ConfigError("TICKET_LIFETIME must be between 1 and 300 seconds")
+    return cfg

@@ -1,0 +1,1 @@
+"""Domain services: plain functions with explicit arguments; never `request`, `session` or `g`."""

@@ -1,0 +1,72 @@
+"""Outgoing back-channel calls (CAS single logout, PGT callbacks) with an SSRF guard.
+
+Production refuses loopback and private targets; a development instance (ALLOW_LOOPBACK_CALLBACKS,
+on by default when BASE_URL is a loopback address) allows them, so everything can run on one machine.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    status: str  # delivered | failed | refused
+    detail: str = ""
+
+
+def _private(host: str) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return False
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0])
+        if addr.is_loopback or addr.is_private or addr.is_link_local or addr.is_reserved:
+            return True
+    return False
+
+
+def target_problem(url: str, *, allow_loopback: bool, require_https: bool) -> str | None:
+    """Why this URL may not be called back, or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return "not an http(s) URL"
+    local = _private(parts.hostname)
+    if local and not allow_loopback:
+        return "private or loopback address refused outside development"
+    if require_https and parts.scheme != "https" and not (allow_loopback and local):
+        return "https required"
+    return None
+
+
+def post_form(url: str, data: dict[str, str], *, timeout: float, allow_loopback: bool) -> Outcome:
+    problem = target_problem(url, allow_loopback=allow_loopback, require_https=False)
+    if problem:
+        return Outcome(False, "refused", problem)
+    try:
+        resp = requests.post(url, data=data, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as exc:
+        return Outcome(False, "failed", type(exc).__name__)
+    if 200 <= resp.status_code < 300:
+        return Outcome(True, "delivered", str(resp.status_code))
+    return Outcome(False, "failed", f"HTTP {resp.status_code}")
+
+
+def get(url: str, params: dict[str, str], *, timeout: float, allow_loopback: bool) -> Outcome:
+    """GET with a verified certificate; only 200 counts (CAS 3.0 §2.5.4); redirects are followed."""
+    problem = target_problem(url, allow_loopback=allow_loopback, require_https=True)
+    if problem:
+        return Outcome(False, "refused", problem)
+    try:
+        resp = requests.get(url, params=params, timeout=timeout, allow_redirects=True, verify=True)
+    except requests.RequestException as exc:
+        return Outcome(False, "failed", type(exc).__name__)
+    if resp.status_code == 200:
+        return Outcome(True, "delivered", "200")
+    return Outcome(False, "failed", f"HTTP {resp.status_code}")

@@ -1,0 +1,283 @@
+"""SIS import: validate a whole CSV export, then upsert it by album number in one transaction.
+
+All-or-nothing per file: one bad row means nothing of the file is imported, and every bad row is
+reported with its line number, so a registrar fixes the export once rather than row by row.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from idp.core import audit, pesel
+from idp.core.accounts import EMAIL_RE, normalise_identifier
+from idp.core.clock import utcnow
+from idp.extensions import db
+from idp.models import Account, Identifier, ImportRun, Service
+
+REQUIRED = ("album", "pesel", "first_name", "last_name", "university_email", "private_email", "role", "aliases")
+OPTIONAL = ("birth_date", "entitlements")
+ROLES = ("student", "teacher", "staff")
+ALBUM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class Row:
+    line: int
+    album: str
+    first_name: str
+    last_name: str
+    role: str
+    pesel_hash: str | None
+    birth_date: dt.date | None
+    identifiers: list[tuple[str, str]]  # (kind, normalised value)
+    entitlements: list[str] | None
+
+
+@dataclass
+class ImportResult:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    run: ImportRun | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class ImportFileError(Exception):
+    """The file as a whole is unusable (not UTF-8, missing or unknown columns)."""
+
+
+def read_rows(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    try:
+        text = data.decode("utf-8-sig")  # a BOM (Excel's habit) is tolerated
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"the file is not UTF-8 (byte {exc.start})") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if not header:
+        raise ImportFileError("the file is empty: a header row is required")
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ImportFileError(f"missing column(s): {', '.join(missing)}")
+    unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
+    if unknown:
+        raise ImportFileError(f"unknown column(s): {', '.join(unknown)}")
+    if len(set(header)) != len(header):
+        raise ImportFileError("a column appears twice in the header")
+    reader.fieldnames = header
+    rows = []
+    for raw in reader:
+        line = reader.line_num
+        if None in raw:
+            rows.append((line, {"__error__": "more fields than columns in the header"}))
+            continue
+        rows.append((line, {k: (v or "").strip() for k, v in raw.items()}))
+    return header, rows
+
+
+def _parse_row(line: int, raw: dict[str, str], pesel_key: str, errors: list[RowError]) -> Row | None:
+    problems: list[str] = []
+    if "__error__" in raw:
+        errors.append(RowError(line, raw["__error__"]))
+        return None
+    if any(v is None for v in raw.values()) or len(raw) < len(REQUIRED):
+        errors.append(RowError(line, "fewer fields than columns in the header"))
+        return None
+    album = raw["album"]
+    if not ALBUM_RE.match(album):
+        problems.append(f"album {album!r} is not a valid album number")
+    for key in ("first_name", "last_name"):
+        if not raw[key]:
+            problems.append(f"{key} is empty")
+    role = raw["role"].lower()
+    if role not in ROLES:
+        problems.append(f"role {raw['role']!r} must be one of {', '.join(ROLES)}")
+    birth = None
+    if raw.get("birth_date"):
+        try:
+            birth = dt.date.fromisoformat(raw["birth_date"])
+        except ValueError:
+            problems.append(f"birth_date {raw['birth_date']!r} is not a date YYYY-MM-DD")
+    pesel_hash = None
+    if raw["pesel"]:
+        why = pesel.problem(raw["pesel"])
+        if why == "pesel_format":
+            problems.append("pesel must be 11 digits")
+        elif why == "pesel_checksum":
+            problems.append("pesel has a wrong check digit")
+        elif why == "pesel_date":
+            problems.append("pesel encodes no real date of birth")
+        else:
+            encoded = pesel.birth_date(raw["pesel"])
+            if birth and birth != encoded:
+                problems.append("birth_date does not match the date encoded in pesel")
+            birth = encoded
+            pesel_hash = pesel.keyed_hash(raw["pesel"], pesel_key)
+    elif birth is None:
+        problems.append("birth_date is required when pesel is empty")
+    identifiers: list[tuple[str, str]] = []
+    for kind in ("university_email", "private_email"):
+        if raw[kind]:
+            if not EMAIL_RE.match(raw[kind]):
+                problems.append(f"{kind} {raw[kind]!r} is not an e-mail address")
+            else:
+                identifiers.append((kind, normalise_identifier(raw[kind])))
+    if not raw["university_email"] and not raw["private_email"]:
+        problems.append("at least one of university_email and private_email is required")
+    for alias in filter(None, (a.strip() for a in raw["aliases"].split(";"))):
+        if not EMAIL_RE.match(alias):
+            problems.append(f"alias {alias!r} is not an e-mail address")
+        else:
+            identifiers.append(("alias", normalise_identifier(alias)))
+    values = [v for _, v in identifiers]
+    if len(set(values)) != len(values):
+        problems.append("the same address appears twice in this row")
+    entitlements = None
+    if "entitlements" in raw and raw["entitlements"] != "":
+        entitlements = sorted({e.strip() for e in raw["entitlements"].split(";") if e.strip()})
+    if problems:
+        errors.extend(RowError(line, p) for p in problems)
+        return None
+    return Row(line, album, raw["first_name"], raw["last_name"], role, pesel_hash, birth,
+               # dedupe while keeping order: kind + value
+               list(dict.fromkeys(identifiers)), entitlements)
+
+
+def _apply(account: Account, row: Row, now: dt.datetime) -> bool:
+    """Copy the row onto the account; True when anything changed."""
+    changed = False
+    for attr in ("first_name", "last_name", "role", "pesel_hash", "birth_date", "entitlements"):
+        if getattr(account, attr) != getattr(row, attr):
+            setattr(account, attr, getattr(row, attr))
+            changed = True
+    current = [(i.kind, i.value) for i in account.identifiers]
+    if current != row.identifiers:
+        wanted = {v: k for k, v in row.identifiers}
+        for ident in list(account.identifiers):
+            if ident.value not in wanted:
+                account.identifiers.remove(ident)
+            elif ident.kind != wanted[ident.value]:
+                ident.kind = wanted[ident.value]
+        have = {i.value for i in account.identifiers}
+        for kind, value in row.identifiers:
+            if value not in have:
+                account.identifiers.append(Identifier(kind=kind, value=value))
+        changed = True
+    if account.status != "active":
+        account.status = "active"
+        changed = True
+    if changed:
+        account.updated_at = now
+    return changed
+
+
+def import_csv(data: bytes, source: str, pesel_key: str, *, now: dt.datetime | None = None,
+               progress: Callable[[Iterable], Iterable] | None = None) -> ImportResult:
+    """Validate everything first; import only if every row is good. Raises ImportFileError."""
+    now = now or utcnow()
+    _, raw_rows = read_rows(data)
+    result = ImportResult()
+    rows: list[Row] = []
+    for line, raw in raw_rows:
+        row = _parse_row(line, raw, pesel_key, result.errors)
+        if row:
+            rows.append(row)
+    # Cross-row checks: album and every address unique within the file.
+    first_album: dict[str, int] = {}
+    first_ident: dict[str, int] = {}
+    for row in rows:
+        key = row.album.lower()
+        if key in first_album:
+            result.errors.append(RowError(row.line, f"album {row.album} already appears on line {first_album[key]}"))
+        first_album.setdefault(key, row.line)
+        for _, value in row.identifiers:
+            if value in first_ident and first_ident[value] != row.line:
+                result.errors.append(RowError(row.line, f"{value} already appears on line {first_ident[value]}"))
+            first_ident.setdefault(value, row.line)
+    # Against the database: an address may belong to one account only.
+    accounts = {a.album.lower(): a for a in db.session.scalars(db.select(Account))}
+    owners = {i.value: i.account_id for i in db.session.scalars(db.select(Identifier))}
+    by_id = {a.id: a for a in accounts.values()}
+    for row in rows:
+        own = accounts.get(row.album.lower())
+        for _, value in row.identifiers:
+            owner = owners.get(value)
+            if owner is not None and (own is None or owner != own.id):
+                result.errors.append(RowError(
+                    row.line, f"{value} belongs to another account (album {by_id[owner].album})"))
+    result.errors.sort(key=lambda e: e.line)
+    if result.errors:
+        result.rejected = len({e.line for e in result.errors})
+        run = ImportRun(started_at=now, finished_at=utcnow(), source=source, status="rejected",
+                        rejected=result.rejected, errors=[str(e) for e in result.errors[:200]])
+        db.session.add(run)
+        audit.record("import.rejected", actor="cli", reason="bad_rows", now=now, commit=False,
+                     data={"source": source, "rejected": result.rejected})
+        db.session.commit()
+        result.run = run
+        return result
+    iterator: Iterable[Row] = progress(rows) if progress else rows
+    for row in iterator:
+        account = accounts.get(row.album.lower())
+        if account is None:
+            account = Account(album=row.album, first_name=row.first_name, last_name=row.last_name,
+                              role=row.role, created_at=now, updated_at=now, password_temporary=False)
+            db.session.add(account)
+            _apply(account, row, now)
+            accounts[row.album.lower()] = account
+            result.added += 1
+        elif _apply(account, row, now):
+            result.updated += 1
+        else:
+            result.unchanged += 1
+        # Identifier moves between accounts are refused above, so flushing per row is safe.
+    run = ImportRun(started_at=now, finished_at=utcnow(), source=source, status="ok", added=result.added,
+                    updated=result.updated, unchanged=result.unchanged)
+    db.session.add(run)
+    audit.record("import.completed", actor="cli", now=now, commit=False,
+                 data={"source": source, "added": result.added, "updated": result.updated,
+                       "unchanged": result.unchanged})
+    db.session.commit()
+    result.run = run
+    return result
+
+
+def import_file(path: str | Path, pesel_key: str, **kwargs) -> ImportResult:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from None
+    return import_csv(data, path.name, pesel_key, **kwargs)
+
+
+def last_migration() -> ImportRun | None:
+    return db.session.scalar(db.select(ImportRun).where(ImportRun.status == "ok")
+                             .order_by(ImportRun.finished_at.desc()).limit(1))
+
+
+def entitled(account: Account, service: Service) -> bool:
+    """May this person get tickets for this service? Only services with requires_entitlement ask."""
+    if not service.requires_entitlement:
+        return True
+    if account.entitlements is not None:
+        return service.name.lower() in {e.lower() for e in account.entitlements}
+    return account.role in (service.default_roles or [])

@@ -1,0 +1,194 @@
+"""The service registry: load it from TOML, find the service a URL belongs to.
+
+Patterns are compiled with RE2, which matches in linear time: a long hostile `service` URL cannot make
+the IdP backtrack for minutes (Python's `re` can).
+"""
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import re2
+
+from idp.core.accounts import ATTRIBUTES, USERNAME_ATTRIBUTES
+from idp.core.clock import utcnow
+from idp.core.errors import DomainError
+from idp.extensions import db
+from idp.models import Service
+
+_COMMON = {"name", "protocol"}
+_CAS_KEYS = {"service_pattern", "attributes", "logout_url", "requires_entitlement", "username_attribute",
+             "allow_proxy", "default_roles"}
+_OIDC_KEYS = {"client_id", "client_secret", "redirect_uris", "scopes", "grant_types",
+              "post_logout_redirect_uris", "backchannel_logout_uri", "first_party", "requires_entitlement",
+              "attributes", "default_roles"}
+_TYPES = {
+    "name": str, "protocol": str, "service_pattern": str, "attributes": list, "logout_url": str,
+    "requires_entitlement": bool, "username_attribute": str, "allow_proxy": bool, "client_id": str,
+    "client_secret": str, "redirect_uris": list, "scopes": list, "grant_types": list,
+    "post_logout_redirect_uris": list, "backchannel_logout_uri": str, "first_party": bool, "default_roles": list,
+}
+MAX_URL = 4096
+
+
+class RegistryError(DomainError):
+    code = "registry_invalid"
+
+
+@dataclass
+class LoadReport:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+@lru_cache(maxsize=512)
+def _compiled(pattern: str):
+    options = re2.Options()
+    options.max_mem = 8 << 20
+    return re2.compile(pattern, options)
+
+
+def compile_pattern(pattern: str, where: str):
+    try:
+        return _compiled(pattern)
+    except re2.error as exc:
+        raise RegistryError(f"{where}: service_pattern is not a valid (RE2) regular expression: {exc}") from None
+
+
+def _validate(entry: dict, index: int, path: str) -> dict:
+    name = entry.get("name")
+    where = f"{path}: service #{index} ({name!r})" if name else f"{path}: service #{index}"
+    if not isinstance(name, str) or not name.strip():
+        raise RegistryError(f"{where}: 'name' is required")
+    protocol = entry.get("protocol")
+    if protocol not in {"cas", "oidc"}:
+        raise RegistryError(f"{where}: 'protocol' must be \"cas\" or \"oidc\"")
+    allowed = _COMMON | (_CAS_KEYS if protocol == "cas" else _OIDC_KEYS)
+    for key, value in entry.items():
+        if key not in allowed:
+            raise RegistryError(f"{where}: unknown key {key!r}")
+        if not isinstance(value, _TYPES[key]):
+            raise RegistryError(f"{where}: {key!r} must be a {_TYPES[key].__name__}")
+        if isinstance(value, list) and not all(isinstance(x, str) for x in value):
+            raise RegistryError(f"{where}: {key!r} must be a list of strings")
+    for attr in entry.get("attributes", []):
+        if attr not in ATTRIBUTES:
+            raise RegistryError(f"{where}: unknown attribute {attr!r}; known: {', '.join(sorted(ATTRIBUTES))}")
+    bad_roles = set(entry.get("default_roles", [])) - {"student", "teacher", "staff"}
+    if bad_roles:
+        raise RegistryError(f"{where}: default_roles may hold student, teacher, staff; got {sorted(bad_roles)}")
+    if protocol == "cas":
+        if "service_pattern" not in entry:
+            raise RegistryError(f"{where}: 'service_pattern' is required for a CAS service")
+        compile_pattern(entry["service_pattern"], where)
+        ua = entry.get("username_attribute")
+        if ua is not None and ua not in USERNAME_ATTRIBUTES:
+            raise RegistryError(f"{where}: username_attribute must be one of {', '.join(USERNAME_ATTRIBUTES)}")
+    else:
+        for key in ("client_id", "redirect_uris"):
+            if key not in entry:
+                raise RegistryError(f"{where}: {key!r} is required for an OIDC client")
+    return entry
+
+
+def parse(text: str, path: str = "<services>") -> list[dict]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - {"service"}
+    if unknown:
+        raise RegistryError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+    entries = data.get("service", [])
+    if not isinstance(entries, list):
+        raise RegistryError(f"{path}: [[service]] must be an array of tables")
+    seen: set[str] = set()
+    client_ids: set[str] = set()
+    out = []
+    for i, entry in enumerate(entries, start=1):
+        _validate(entry, i, path)
+        if entry["name"] in seen:
+            raise RegistryError(f"{path}: service #{i}: the name {entry['name']!r} is used twice")
+        seen.add(entry["name"])
+        cid = entry.get("client_id")
+        if cid:
+            if cid in client_ids:
+                raise RegistryError(f"{path}: service #{i}: client_id {cid!r} is used twice")
+            client_ids.add(cid)
+        out.append(entry)
+    return out
+
+
+def _columns(entry: dict) -> dict:
+    secret = entry.get("client_secret")
+    return {
+        "protocol": entry["protocol"],
+        "service_pattern": entry.get("service_pattern"),
+        "attributes": list(entry.get("attributes", [])),
+        "logout_url": entry.get("logout_url"),
+        "requires_entitlement": entry.get("requires_entitlement", False),
+        "default_roles": entry.get("default_roles"),
+        "username_attribute": entry.get("username_attribute"),
+        "allow_proxy": entry.get("allow_proxy", True),
+        "client_id": entry.get("client_id"),
+        "client_secret_hash": hashlib.sha256(secret.encode()).hexdigest() if secret else None,
+        "redirect_uris": list(entry.get("redirect_uris", [])),
+        "scopes": list(entry.get("scopes", [])),
+        "grant_types": list(entry.get("grant_types", [])),
+        "post_logout_redirect_uris": list(entry.get("post_logout_redirect_uris", [])),
+        "backchannel_logout_uri": entry.get("backchannel_logout_uri"),
+        "first_party": entry.get("first_party", False),
+    }
+
+
+def load_file(path: str | Path) -> LoadReport:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
+    return replace_all(parse(text, str(path)))
+
+
+def replace_all(entries: list[dict]) -> LoadReport:
+    """Make the registry exactly the given set and say what changed."""
+    report = LoadReport()
+    existing = {s.name: s for s in db.session.scalars(db.select(Service))}
+    now = utcnow()
+    for entry in entries:
+        cols = _columns(entry)
+        svc = existing.pop(entry["name"], None)
+        if svc is None:
+            db.session.add(Service(name=entry["name"], updated_at=now, **cols))
+            report.added.append(entry["name"])
+        elif any(getattr(svc, k) != v for k, v in cols.items()):
+            for k, v in cols.items():
+                setattr(svc, k, v)
+            svc.updated_at = now
+            report.changed.append(entry["name"])
+        else:
+            report.unchanged.append(entry["name"])
+    for name, svc in existing.items():
+        db.session.delete(svc)
+        report.removed.append(name)
+    db.session.commit()
+    return report
+
+
+def match_cas_service(url: str | None) -> Service | None:
+    """The registered CAS service whose pattern matches the whole URL, or None."""
+    if not url or len(url) > MAX_URL:
+        return None
+    for svc in db.session.scalars(db.select(Service).where(Service.protocol == "cas").order_by(Service.id)):
+        if compile_pattern(svc.service_pattern, svc.name).fullmatch(url):
+            return svc
+    return None
+
+
+def by_name(name: str) -> Service | None:
+    return db.session.scalar(db.select(Service).where(Service.name == name))

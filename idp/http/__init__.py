@@ -1,0 +1,1 @@
+"""Request glue shared by blueprints: SSO cookie, shared login flow, error pages, security headers."""

@@ -1,0 +1,105 @@
+"""The login flow every protocol shares: the form, checking it, required actions, starting the session.
+
+A protocol endpoint parses its own parameters, calls into this module, and issues its own ticket or code
+at the end (authentik's "shared flow, protocol-specific last step").
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import current_app, redirect, render_template, session, url_for
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, PasswordField, StringField
+from wtforms.validators import InputRequired, Length
+
+from idp.core import authn, provisioning, sso
+from idp.core.authn import AuthResult
+from idp.http.security import client_ip
+from idp.models import Account, SsoSession
+
+#: Longest password accepted at login: longer input is refused before hashing.
+MAX_PASSWORD = 1024
+_PENDING = "idp_pending_login"
+_FRESH = "idp_fresh_sid"
+
+
+class LoginForm(FlaskForm):
+    username = StringField(_l("Login"), validators=[InputRequired(), Length(max=254)],
+                           render_kw={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false",
+                                      "autofocus": True})
+    password = PasswordField(_l("Password"), validators=[InputRequired(), Length(max=MAX_PASSWORD)],
+                             render_kw={"autocomplete": "current-password"})
+    warn = BooleanField(_l("Warn me before logging me into other sites"))
+    service = HiddenField()
+
+
+def policy():
+    return current_app.extensions["idp.policy"]
+
+
+def lang() -> str:
+    return str(get_locale() or "pl")
+
+
+def render_login(form: LoginForm, *, service_name: str | None, error: str | None = None, status: int = 200):
+    last = provisioning.last_migration()
+    return render_template("login/form.html", form=form, service_name=service_name, error=error,
+                           policy=policy(), lang=lang(), last_migration=last), status
+
+
+def check_credentials(form: LoginForm, service: str | None) -> AuthResult:
+    return authn.authenticate(form.username.data or "", form.password.data or "", policy(),
+                              client_ip=client_ip(), service=service)
+
+
+@dataclass(frozen=True)
+class Established:
+    session: SsoSession
+    tgt: str
+
+
+def establish(account: Account, *, warn: bool, current: SsoSession | None) -> Established:
+    """Start a new SSO session (a new id on every authentication) for a verified person."""
+    started = sso.start(account, policy(), warn=warn, client_ip=client_ip(), replaces=current)
+    return Established(started.session, started.tgt)
+
+
+# --- required actions: a temporary password must be changed before any ticket ------------------------
+
+def needs_required_action(account: Account) -> bool:
+    return account.password_temporary
+
+
+def begin_required_action(account: Account, *, warn: bool, resume: str):
+    """Remember who passed the password check and where to resume, then send them to change it."""
+    session[_PENDING] = {"account_id": account.id, "warn": warn, "resume": resume, "at": int(time.time())}
+    return redirect(url_for("login.change_password"))
+
+
+def pending_required_action() -> dict | None:
+    return session.get(_PENDING)
+
+
+def finish_required_action() -> str:
+    """Clear the pending state; returns the local URL to resume at."""
+    pending = session.pop(_PENDING, None) or {}
+    resume = pending.get("resume") or url_for("cas.login")
+    parts = urlsplit(resume)
+    if parts.scheme or parts.netloc or not resume.startswith("/"):
+        resume = url_for("cas.login")
+    return resume
+
+
+def mark_fresh(sso_session: SsoSession) -> None:
+    """The session was just created from a password typed on a page other than the protocol's own."""
+    session[_FRESH] = sso_session.id
+
+
+def take_fresh(sso_session: SsoSession | None) -> bool:
+    """True once, right after mark_fresh for this session: the next ticket counts as a new login."""
+    fresh = session.pop(_FRESH, None)
+    return sso_session is not None and fresh == sso_session.id

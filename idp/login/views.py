@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import time
+
+from flask import current_app, redirect, render_template, url_for
+from flask_babel import gettext as _
+
+from idp.core import accounts, sso
+from idp.extensions import db
+from idp.http import authflow
+from idp.http.sso_cookie import current_session, set_tgc
+from idp.login import bp
+from idp.login.forms import ChangePasswordForm
+from idp.models import Account
+
+#: How long a person has, after typing a temporary password, to choose the new one.
+PENDING_SECONDS = 900
+
+
+@bp.route("/")
+def index():
+    current = current_session()
+    if current is None:
+        return redirect(url_for("cas.login"))
+    account = db.session.get(Account, current.account_id)
+    return render_template("login/logged_in.html", account=account, policy=current_app.extensions["idp.policy"],
+                           apps=sso.participants(current))
+
+
+@bp.route("/login/change-password", methods=["GET", "POST"])
+def change_password():
+    """Required action: a temporary password is replaced before any app gets a ticket."""
+    pending = authflow.pending_required_action()
+    if not pending or time.time() - pending.get("at", 0) > PENDING_SECONDS:
+        authflow.finish_required_action()
+        return redirect(url_for("cas.login"))
+    account = db.session.get(Account, pending["account_id"])
+    policy = current_app.extensions["idp.policy"]
+    form = ChangePasswordForm()
+    violations = []
+    if form.validate_on_submit():
+        try:
+            accounts.set_password(account, form.new_password.data, policy, temporary=False, actor="self",
+                                  forbid_current=True)
+        except accounts.PasswordRejected as exc:
+            violations = [str(v.message) for v in exc.violations]
+        else:
+            est = authflow.establish(account, warn=pending.get("warn", False), current=current_session())
+            authflow.mark_fresh(est.session)
+            response = redirect(authflow.finish_required_action())
+            set_tgc(response, est.tgt)
+            return response
+    return render_template("login/change_password.html", form=form, violations=violations, policy=policy,
+                           account=account, title=_("Set a new password")), 400 if violations else 200

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from idp.extensions import db
+
+
+class Account(db.Model):
+    """A person as the SIS export describes them, plus what the IdP adds (password, status)."""
+
+    __tablename__ = "account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: The SIS key: the import upserts by it; also an identifier where the policy allows it.
+    album: Mapped[str] = mapped_column(String(32), unique=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))  # student | teacher | staff
+    #: HMAC-SHA256 of the PESEL with the instance's key; the PESEL itself is never stored.
+    pesel_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    birth_date: Mapped[dt.date | None]
+    #: Service names the SIS provisioned the person for; None: the registry's default for the role.
+    entitlements: Mapped[list | None] = mapped_column(JSON)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    #: Set by `idp users set-password --temporary` or first-login policy: change before any ticket.
+    password_temporary: Mapped[bool] = mapped_column(default=False)
+    password_changed_at: Mapped[dt.datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | left
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+    identifiers: Mapped[list[Identifier]] = relationship(
+        back_populates="account", cascade="all, delete-orphan", order_by="Identifier.id")
+
+    def identifier(self, kind: str) -> str | None:
+        """The first identifier of a kind (university_email, private_email), or None."""
+        return next((i.value for i in self.identifiers if i.kind == kind), None)
+
+    def aliases(self) -> list[str]:
+        return [i.value for i in self.identifiers if i.kind == "alias"]
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+class Identifier(db.Model):
+    """One login identifier (an e-mail address or alias): belongs to exactly one account."""
+
+    __tablename__ = "identifier"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))  # university_email | private_email | alias
+    #: Normalised: stripped, lower-cased (e-mail addresses compare case-insensitively here).
+    value: Mapped[str] = mapped_column(String(254), unique=True)
+
+    account: Mapped[Account] = relationship(back_populates="identifiers")
