@@ -1,0 +1,170 @@
+"""Fixtures: app (cheap argon2, per-test config via markers), client, runner, factories, callback server.
+
+The database is SQLite by default; set IDP_TEST_DATABASE_URL (e.g. postgresql://127.0.0.1/test) to run
+the same suite on PostgreSQL. Each test run gets its own PostgreSQL schema; rows are wiped between tests.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from idp import MIGRATIONS_DIR, create_app
+from idp.extensions import db
+
+CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 8, "ARGON2_PARALLELISM": 1}
+USOSWEB = "https://usosweb.example.edu.pl/kontroler.php?_action=news/default"
+SERVICES = [
+    {"name": "USOSweb", "protocol": "cas", "service_pattern": r"^https://usosweb\.example\.edu\.pl/.*",
+     "attributes": ["mail", "album", "given_name", "family_name", "role", "aliases"]},
+    {"name": "Moodle", "protocol": "cas", "service_pattern": r"^https://moodle\.example\.edu\.pl/.*",
+     "attributes": ["mail"], "username_attribute": "album"},
+]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> Iterator[str]:
+    """One database for the run, schema created by the real Alembic migrations."""
+    base = os.environ.get("IDP_TEST_DATABASE_URL")
+    if not base:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        _migrate(url, tmp_path_factory)
+        yield url
+        return
+    schema = f"idp_test_{uuid.uuid4().hex[:10]}"
+    engine_url = base.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = sa.create_engine(engine_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    url = f"{base}{sep}options=-csearch_path%3D{schema}"
+    _migrate(url, tmp_path_factory)
+    yield url
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+def _migrate(url: str, tmp_path_factory) -> None:
+    from flask_migrate import upgrade
+
+    app = create_app({"TESTING": True, "DATABASE_URL": url, **CHEAP_ARGON2},
+                     instance=tmp_path_factory.mktemp("migrate-instance"))
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS_DIR))
+        db.engine.dispose()
+
+
+@pytest.fixture
+def instance_dir(tmp_path) -> Path:
+    folder = tmp_path / "instance"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def app(request, database_url, instance_dir):
+    overrides = {"TESTING": True, "DATABASE_URL": database_url, "BASE_URL": "http://127.0.0.1:8000",
+                 **CHEAP_ARGON2}
+    for marker in request.node.iter_markers("settings"):
+        overrides.update(marker.kwargs)
+    policy = {}
+    for marker in request.node.iter_markers("policy"):
+        policy.update(marker.kwargs)
+    if policy:
+        overrides["POLICY_OVERRIDES"] = {k.replace("__", "."): v for k, v in policy.items()}
+    app = create_app(overrides, instance=instance_dir)
+    with app.app_context():
+        from idp.core import registry
+
+        registry.replace_all([dict(s) for s in SERVICES])
+        yield app
+        db.session.rollback()
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def person(app):
+    """A student with a known password (see factories.create_account)."""
+    from tests.factories import create_account
+
+    return create_account()
+
+
+def csrf_token(html: str) -> str:
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def cas_login(client, username: str, password: str, service: str | None = USOSWEB, *, warn: bool = False,
+              extra: dict | None = None):
+    """Fill and post the login form the way a browser does (GET the form, POST it with its token)."""
+    params = {"service": service} if service else {}
+    params.update(extra or {})
+    page = client.get("/cas/login", query_string=params)
+    data = {"csrf_token": csrf_token(page.get_data(as_text=True)), "username": username, "password": password}
+    if service:
+        data["service"] = service
+    if warn:
+        data["warn"] = "y"
+    return client.post("/cas/login", query_string=params, data=data)
+
+
+def ticket_from(response) -> str:
+    location = response.headers["Location"]
+    return parse_qs(urlsplit(location).query)["ticket"][0]
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    def _handle(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.server.calls.append({"method": self.command, "path": self.path, "body": body,
+                                  "form": parse_qs(body), "query": parse_qs(urlsplit(self.path).query)})
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    do_GET = do_POST = _handle
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def callback_server():
+    """An HTTP server on 127.0.0.1 that records every request (SLO POSTs, PGT callbacks)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.calls = []
+    server.status = 200
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
