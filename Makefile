@@ -1,0 +1,52 @@
+# Two commands on a fresh machine:  `make run`  (service + demo data)  and  `make test`.
+VENV    ?= .venv
+PORT    ?= 8000
+PYTHON  ?= python3
+IDP      = $(VENV)/bin/idp
+
+.PHONY: install run demo-data test test-postgres browser translations bench lint
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Initialise instance/ (SQLite), load the demo people and apps, serve on http://127.0.0.1:$(PORT).
+run: install demo-data
+	$(IDP) serve --host 127.0.0.1 --port $(PORT)
+
+demo-data: install
+	$(IDP) init
+	$(IDP) users import idp/demo/people.csv
+	$(IDP) services load idp/demo/services.toml
+	@echo 'Korsarz-Wisła-1987-Tramwaj' | $(IDP) users set-password 12345
+	@echo 'Pociąg-Tatry-Sowa-Klucz-7' | $(IDP) users set-password T0042
+	@echo 'Tymczasowe-Morze-Latarnia-42' | $(IDP) users set-password --temporary 12347
+	@echo "Demo people (login with any of their e-mail addresses or the album number):"
+	@echo "  lukasz.zolkiewski@student.example.edu.pl  Korsarz-Wisła-1987-Tramwaj"
+	@echo "  anna.kowalska@example.edu.pl              Pociąg-Tatry-Sowa-Klucz-7"
+	@echo "  olena.shevchenko@student.example.edu.pl   Tymczasowe-Morze-Latarnia-42 (temporary: change at first login)"
+
+# The whole suite (unit, HTTP, end-to-end with a real `idp serve` and headless Chromium) on SQLite.
+# IDP_TEST_DATABASE_URL=postgresql://127.0.0.1/test runs it on PostgreSQL instead.
+test: install browser
+	$(VENV)/bin/pytest
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+translations: install
+	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l -o idp/translations/messages.pot .
+	$(VENV)/bin/pybabel update -i idp/translations/messages.pot -d idp/translations --no-fuzzy-matching
+	$(VENV)/bin/pybabel compile -d idp/translations
+
+bench: install
+	$(VENV)/bin/python bench/login_throughput.py
+
+lint: install
+	$(VENV)/bin/ruff check .
