@@ -228,6 +228,8 @@ def serve(c: Context, host: str, port: int, workers: int | None):
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 5)
             self.cfg.set("accesslog", "-")
+            # Path without the query string: queries carry tickets and PGTs, which must not reach logs.
+            self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms')
 
         def load(self):
             from idp import create_app

@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
+from flask import has_app_context
+from flask.testing import FlaskClient
 
 from idp import MIGRATIONS_DIR, create_app
 from idp.extensions import db
@@ -95,8 +97,24 @@ def app(request, database_url, instance_dir):
         db.engine.dispose()
 
 
+class FreshContextClient(FlaskClient):
+    """Each request gets its own app context (its own `g` and DB session), as in production.
+
+    Without this, requests would reuse the fixture's long-lived app context and share `g` — the cached
+    locale, the CSP nonce — between requests, which no real deployment does.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        if has_app_context():
+            db.session.expire_all()  # the test's own session re-reads what the request changed
+        return response
+
+
 @pytest.fixture
 def client(app):
+    app.test_client_class = FreshContextClient
     return app.test_client()
 
 

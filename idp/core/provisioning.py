@@ -66,12 +66,22 @@ class ImportFileError(Exception):
 
 
 def read_rows(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and every non-blank row with the physical line it starts on (1 = the header).
+
+    A quoted field may span lines, so a row's line is where it starts, not where the reader stopped.
+    """
     try:
         text = data.decode("utf-8-sig")  # a BOM (Excel's habit) is tolerated
     except UnicodeDecodeError as exc:
         raise ImportFileError(f"the file is not UTF-8 (byte {exc.start})") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        first = next(reader, None)
+        while first == []:  # blank lines before the header
+            first = next(reader, None)
+    except csv.Error as exc:
+        raise ImportFileError(f"line {reader.line_num}: the header is not valid CSV: {exc}") from None
+    header = [h.strip() for h in (first or [])]
     if not header:
         raise ImportFileError("the file is empty: a header row is required")
     missing = [c for c in REQUIRED if c not in header]
@@ -79,18 +89,34 @@ def read_rows(data: bytes) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
         raise ImportFileError(f"missing column(s): {', '.join(missing)}")
     unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
     if unknown:
-        raise ImportFileError(f"unknown column(s): {', '.join(unknown)}")
+        raise ImportFileError(f"unknown column(s): {', '.join(repr(c) if not c else c for c in unknown)}")
     if len(set(header)) != len(header):
         raise ImportFileError("a column appears twice in the header")
-    reader.fieldnames = header
-    rows = []
-    for raw in reader:
-        line = reader.line_num
-        if None in raw:
-            rows.append((line, {"__error__": "more fields than columns in the header"}))
+    rows: list[tuple[int, dict[str, str]]] = []
+    while True:
+        line = reader.line_num + 1  # the row about to be read starts on the next physical line
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ImportFileError(f"line {line}: not valid CSV: {exc}") from None
+        if not fields:  # a blank line
             continue
-        rows.append((line, {k: (v or "").strip() for k, v in raw.items()}))
+        if len(fields) > len(header):
+            rows.append((line, {"__error__": "more fields than columns in the header"}))
+        elif len(fields) < len(header):
+            rows.append((line, {"__error__": f"fewer fields ({len(fields)}) than columns in the header "
+                                             f"({len(header)})"}))
+        else:
+            rows.append((line, {k: v.strip() for k, v in zip(header, fields, strict=True)}))
     return header, rows
+
+
+def _shown(value: str) -> str:
+    """A value for an error message, unless it looks like a PESEL typed into the wrong column:
+    error messages are printed and stored, and a PESEL is never kept in plain text."""
+    return "(hidden: it looks like a PESEL)" if re.search(r"\d{11}", value) else repr(value)
 
 
 def _parse_row(line: int, raw: dict[str, str], pesel_key: str, errors: list[RowError]) -> Row | None:
@@ -98,24 +124,21 @@ def _parse_row(line: int, raw: dict[str, str], pesel_key: str, errors: list[RowE
     if "__error__" in raw:
         errors.append(RowError(line, raw["__error__"]))
         return None
-    if any(v is None for v in raw.values()) or len(raw) < len(REQUIRED):
-        errors.append(RowError(line, "fewer fields than columns in the header"))
-        return None
     album = raw["album"]
     if not ALBUM_RE.match(album):
-        problems.append(f"album {album!r} is not a valid album number")
+        problems.append(f"album {_shown(album)} is not a valid album number")
     for key in ("first_name", "last_name"):
         if not raw[key]:
             problems.append(f"{key} is empty")
     role = raw["role"].lower()
     if role not in ROLES:
-        problems.append(f"role {raw['role']!r} must be one of {', '.join(ROLES)}")
+        problems.append(f"role {_shown(raw['role'])} must be one of {', '.join(ROLES)}")
     birth = None
     if raw.get("birth_date"):
         try:
             birth = dt.date.fromisoformat(raw["birth_date"])
         except ValueError:
-            problems.append(f"birth_date {raw['birth_date']!r} is not a date YYYY-MM-DD")
+            problems.append(f"birth_date {_shown(raw['birth_date'])} is not a date YYYY-MM-DD")
     pesel_hash = None
     if raw["pesel"]:
         why = pesel.problem(raw["pesel"])
@@ -137,14 +160,14 @@ def _parse_row(line: int, raw: dict[str, str], pesel_key: str, errors: list[RowE
     for kind in ("university_email", "private_email"):
         if raw[kind]:
             if not EMAIL_RE.match(raw[kind]):
-                problems.append(f"{kind} {raw[kind]!r} is not an e-mail address")
+                problems.append(f"{kind} {_shown(raw[kind])} is not an e-mail address")
             else:
                 identifiers.append((kind, normalise_identifier(raw[kind])))
     if not raw["university_email"] and not raw["private_email"]:
         problems.append("at least one of university_email and private_email is required")
     for alias in filter(None, (a.strip() for a in raw["aliases"].split(";"))):
         if not EMAIL_RE.match(alias):
-            problems.append(f"alias {alias!r} is not an e-mail address")
+            problems.append(f"alias {_shown(alias)} is not an e-mail address")
         else:
             identifiers.append(("alias", normalise_identifier(alias)))
     values = [v for _, v in identifiers]
@@ -168,8 +191,8 @@ def _apply(account: Account, row: Row, now: dt.datetime) -> bool:
         if getattr(account, attr) != getattr(row, attr):
             setattr(account, attr, getattr(row, attr))
             changed = True
-    current = [(i.kind, i.value) for i in account.identifiers]
-    if current != row.identifiers:
+    current = {(i.kind, i.value) for i in account.identifiers}
+    if current != set(row.identifiers):  # order is not data: reordered aliases are no change
         wanted = {v: k for k, v in row.identifiers}
         for ident in list(account.identifiers):
             if ident.value not in wanted:

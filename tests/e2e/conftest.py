@@ -1,0 +1,244 @@
+"""End-to-end fixtures: a real `idp serve` process, a relying app, headless Chromium (Playwright).
+
+The IdP is set up through its command line only (DESIGN.md section 2): `idp init`, `idp users import`,
+`idp services load`, `idp users set-password`, `idp serve`. Nothing here imports the application.
+Every step has a time limit; the server's process group is always terminated at teardown.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.relying_app import RelyingApp
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "e2e"
+CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
+# INTEROP.md: without these Chromium tries to reach the internet at start and stalls.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+#: Playwright's per-action and per-navigation limit.
+STEP_TIMEOUT_MS = 10_000
+#: Limit for each `idp` command and for the server to start answering.
+COMMAND_TIMEOUT = 60
+START_TIMEOUT = 30
+
+SERVICE_NAME = "Aplikacja E2E"
+PASSWORD = "Kwitnące-Jabłonie-Nad-Wisłą-73"
+STUDENT = {
+    "album": "12345",
+    "pesel": "04231512341",
+    "first_name": "Łukasz",
+    "last_name": "Żółkiewski",
+    # Mixed case on purpose: <cas:user> must carry the canonical (lower-case) address.
+    "university_email": "Lukasz.Zolkiewski@Student.Example.edu.pl",
+    "private_email": "lukasz.z@example.com",
+    "role": "student",
+    "aliases": "s12345@student.example.edu.pl",
+}
+CANONICAL_USER = "lukasz.zolkiewski@student.example.edu.pl"
+
+
+@dataclass
+class Idp:
+    url: str
+    port: int
+    instance: Path
+    log: Path
+    process: subprocess.Popen
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def idp_executable() -> Path:
+    exe = Path(sys.executable).parent / "idp"
+    if not exe.exists():
+        pytest.fail(f"console script {exe} not found: install the project first (pip install -e '.[test]')",
+                    pytrace=False)
+    return exe
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without any IDP_* setting (a developer's own must not leak in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.update(extra)
+    return env
+
+
+def run_idp(args: list[str], env: dict[str, str], *, stdin: str | None = None) -> str:
+    cmd = [str(idp_executable()), *args]
+    try:
+        done = subprocess.run(cmd, env=env, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                              capture_output=True, text=True, encoding="utf-8", timeout=COMMAND_TIMEOUT,
+                              cwd=env["IDP_INSTANCE"])
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`idp {' '.join(args)}` did not finish within {COMMAND_TIMEOUT} s", pytrace=False)
+    if done.returncode != 0:
+        pytest.fail(f"`idp {' '.join(args)}` exited {done.returncode}\nstdout:\n{done.stdout}\n"
+                    f"stderr:\n{done.stderr}", pytrace=False)
+    return done.stdout
+
+
+def _write_inputs(folder: Path, app: RelyingApp) -> tuple[Path, Path]:
+    people = folder / "people.csv"
+    columns = list(STUDENT)
+    people.write_text(",".join(columns) + "\n" + ",".join(STUDENT[c] for c in columns) + "\n", encoding="utf-8")
+    services = folder / "services.toml"
+    services.write_text(
+        "[[service]]\n"
+        f'name = "{SERVICE_NAME}"\n'
+        'protocol = "cas"\n'
+        f"service_pattern = '^http://127\\.0\\.0\\.1:{app.port}/app/.*$'\n"
+        'attributes = ["mail", "album", "given_name", "family_name"]\n'
+        f'logout_url = "{app.url}/slo"\n',
+        encoding="utf-8")
+    return people, services
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole group (gunicorn master and workers), SIGKILL whatever is left after 10 s."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:  # workers may outlive the master by a moment; never leave them behind
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def relying_app() -> Iterator[RelyingApp]:
+    app = RelyingApp().start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory, relying_app: RelyingApp, artifacts: Path) -> Iterator[Idp]:
+    """A fresh instance set up with the CLI and served by `idp serve` on a free port of 127.0.0.1."""
+    instance = tmp_path_factory.mktemp("idp-instance")
+    people, services = _write_inputs(tmp_path_factory.mktemp("idp-input"), relying_app)
+    env = clean_env(IDP_INSTANCE=str(instance), CI=os.environ.get("CI", "true"),
+                    # The floor the app accepts outside tests (ASVS): keeps each login cheap.
+                    IDP_ARGON2_TIME_COST="2", IDP_ARGON2_MEMORY_COST="19456", IDP_ARGON2_PARALLELISM="1",
+                    PYTHONUNBUFFERED="1")
+    run_idp(["init"], env)
+    out = run_idp(["users", "import", str(people)], env)
+    assert "added 1" in out, out
+    out = run_idp(["services", "load", str(services)], env)
+    assert SERVICE_NAME in out, out
+    out = run_idp(["users", "set-password", STUDENT["aliases"]], env, stdin=PASSWORD + "\n")
+    assert "password set for 12345" in out, out
+
+    log = artifacts / "idp-serve.log"
+    proc = None
+    try:
+        for _attempt in range(3):  # a free port can be taken between choosing and binding it
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            serve_env = dict(env, IDP_BASE_URL=url)
+            with log.open("w", encoding="utf-8") as fh:
+                proc = subprocess.Popen(
+                    [str(idp_executable()), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+                    env=serve_env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                    cwd=str(instance), start_new_session=True)
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline and proc.poll() is None:
+                if _answers(f"{url}/cas/login"):
+                    break
+                time.sleep(0.2)
+            if proc.poll() is None and _answers(f"{url}/cas/login"):
+                break
+            stop_process_group(proc)
+            if "Address already in use" not in _tail(log, 200):
+                pytest.fail(f"`idp serve` did not answer on {url}/cas/login within {START_TIMEOUT} s "
+                            f"(exit code {proc.returncode}); last log lines:\n{_tail(log)}", pytrace=False)
+        else:
+            pytest.fail(f"`idp serve` could not bind a free port; last log lines:\n{_tail(log)}", pytrace=False)
+        relying_app.state.idp_url = url
+        yield Idp(url=url, port=port, instance=instance, log=log, process=proc)
+    finally:
+        if proc is not None:
+            stop_process_group(proc)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's `chromium` package (or set E2E_CHROMIUM). "
+                    "The e2e tests do not download browsers (never run `playwright install`).", pytrace=False)
+    from playwright.sync_api import Error, sync_playwright
+
+    with sync_playwright() as pw:
+        try:
+            b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                                   timeout=STEP_TIMEOUT_MS * 3)
+        except Error as exc:
+            pytest.fail(f"Chromium at {CHROMIUM} did not start: {exc}", pytrace=False)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def new_context(browser):
+    """Factory for fresh browser contexts (own cookie jar), all closed at teardown."""
+    made = []
+
+    def make(**kwargs):
+        ctx = browser.new_context(**kwargs)
+        ctx.set_default_timeout(STEP_TIMEOUT_MS)
+        ctx.set_default_navigation_timeout(STEP_TIMEOUT_MS)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        ctx.close()
