@@ -22,13 +22,16 @@ class Refused(Exception):
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"idp: {message}", err=True)
+    first = (message.strip().splitlines() or [""])[0]  # the reason is one line, whatever raised it
+    click.echo(f"idp: {first}", err=True)
     sys.exit(code)
 
 
 def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from sqlalchemy.exc import OperationalError
+
         from idp.core.errors import DomainError
         from idp.core.policy import PolicyError
         from idp.core.provisioning import ImportFileError
@@ -37,6 +40,8 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except (ConfigError, PolicyError) as exc:
             _fail(f"configuration error: {exc}", 2)
+        except OperationalError as exc:  # unreachable server, unwritable SQLite file ...
+            _fail(f"cannot use the database: {exc.orig or exc}", 2)
         except (Refused, ImportFileError, DomainError) as exc:
             _fail(str(exc), 1)
     return wrapper
@@ -228,6 +233,9 @@ def serve(c: Context, host: str, port: int, workers: int | None):
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 5)
             self.cfg.set("accesslog", "-")
+            # No control socket: gunicorn's default path is per user, so several instances on one
+            # machine would take over (and on exit delete) each other's socket.
+            self.cfg.set("control_socket_disable", True)
             # Path without the query string: queries carry tickets and PGTs, which must not reach logs.
             self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms')
 

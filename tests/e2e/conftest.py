@@ -31,8 +31,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 #: Playwright's per-action and per-navigation limit.
 STEP_TIMEOUT_MS = 10_000
 #: Limit for each `idp` command and for the server to start answering.
-COMMAND_TIMEOUT = 60
-START_TIMEOUT = 30
+COMMAND_TIMEOUT = 30
+START_TIMEOUT = 20
 
 SERVICE_NAME = "Aplikacja E2E"
 PASSWORD = "Kwitnące-Jabłonie-Nad-Wisłą-73"
@@ -184,7 +184,9 @@ def idp(tmp_path_factory, relying_app: RelyingApp, artifacts: Path) -> Iterator[
         for _attempt in range(3):  # a free port can be taken between choosing and binding it
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            serve_env = dict(env, IDP_BASE_URL=url)
+            # gunicorn >= 25 opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl, else one shared
+            # ~/.gunicorn/gunicorn.ctl that every other server on the machine would also take over.
+            serve_env = dict(env, IDP_BASE_URL=url, XDG_RUNTIME_DIR=str(instance))
             with log.open("w", encoding="utf-8") as fh:
                 proc = subprocess.Popen(
                     [str(idp_executable()), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
