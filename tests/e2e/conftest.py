@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,14 +163,35 @@ def relying_app() -> Iterator[RelyingApp]:
 
 
 @pytest.fixture(scope="session")
-def idp(tmp_path_factory, relying_app: RelyingApp, artifacts: Path) -> Iterator[Idp]:
+def database_env() -> Iterator[dict[str, str]]:
+    """IDP_DATABASE_URL for the served IdP: SQLite in the instance by default; with
+    IDP_TEST_DATABASE_URL, a schema of its own in that PostgreSQL database, dropped afterwards."""
+    base = os.environ.get("IDP_TEST_DATABASE_URL")
+    if not base:
+        yield {}
+        return
+    import sqlalchemy as sa
+
+    schema = f"idp_e2e_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    yield {"IDP_DATABASE_URL": f"{base}{sep}options=-csearch_path%3D{schema}"}
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory, relying_app: RelyingApp, artifacts: Path, database_env: dict[str, str]) -> Iterator[Idp]:
     """A fresh instance set up with the CLI and served by `idp serve` on a free port of 127.0.0.1."""
     instance = tmp_path_factory.mktemp("idp-instance")
     people, services = _write_inputs(tmp_path_factory.mktemp("idp-input"), relying_app)
     env = clean_env(IDP_INSTANCE=str(instance), CI=os.environ.get("CI", "true"),
                     # The floor the app accepts outside tests (ASVS): keeps each login cheap.
                     IDP_ARGON2_TIME_COST="2", IDP_ARGON2_MEMORY_COST="19456", IDP_ARGON2_PARALLELISM="1",
-                    PYTHONUNBUFFERED="1")
+                    PYTHONUNBUFFERED="1", **database_env)
     run_idp(["init"], env)
     out = run_idp(["users", "import", str(people)], env)
     assert "added 1" in out, out
