@@ -141,6 +141,7 @@ def users_import(c: Context, file: Path):
         if not result.ok:
             for err in result.errors:
                 click.echo(f"{file.name}: {err}", err=True)
+            click.echo(f"added 0, updated 0, unchanged 0, rejected {result.rejected}")
             raise Refused(f"nothing imported: {result.rejected} bad row(s) in {file.name}")
         click.echo(f"added {result.added}, updated {result.updated}, unchanged {result.unchanged}, rejected 0")
 

@@ -43,6 +43,22 @@ DEFAULTS: dict[str, Any] = {
 ARGON2_FLOOR = {"ARGON2_TIME_COST": 2, "ARGON2_MEMORY_COST": 19456, "ARGON2_PARALLELISM": 1}
 
 _BOOL_KEYS = {"ALLOW_LOOPBACK_CALLBACKS"}
+#: Keys whose default is None: the type a set value must have.
+_OPTIONAL_TYPES: dict[str, type] = {"DATABASE_URL": str, "REDIS_URL": str, "SECRET_KEY": str, "PESEL_KEY": str,
+                                    "ALLOW_LOOPBACK_CALLBACKS": bool}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _type_ok(key: str, value: Any) -> bool:
+    default = DEFAULTS[key]
+    want = _OPTIONAL_TYPES.get(key) if default is None else type(default)
+    if want is None:
+        return True
+    if isinstance(value, bool) and want is not bool:  # TOML `true` is not a number here
+        return False
+    if want is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, want)
 
 
 class ConfigError(Exception):
@@ -89,11 +105,9 @@ def _from_toml(path: Path) -> dict[str, Any]:
         upper = key.upper()
         if upper not in DEFAULTS:
             raise ConfigError(f"{path}: unknown key {key!r}")
-        default = DEFAULTS[upper]
-        if default is not None and not isinstance(value, type(default)) and not (
-            isinstance(default, float) and isinstance(value, int)
-        ):
-            raise ConfigError(f"{path}: {key} must be {type(default).__name__}, got {value!r}")
+        if not _type_ok(upper, value):
+            want = _OPTIONAL_TYPES.get(upper) or type(DEFAULTS[upper])
+            raise ConfigError(f"{path}: {key} must be {want.__name__}, got {value!r}")
         out[upper] = value
     return out
 
@@ -113,8 +127,16 @@ def _secrets(folder: Path) -> dict[str, str]:
     """Read or create instance/secrets.toml (mode 0600): the session key and the PESEL HMAC key."""
     path = folder / "secrets.toml"
     if path.exists():
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return {k.upper(): v for k, v in data.items()}
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        out = {k.upper(): v for k, v in data.items()}
+        for key in ("SECRET_KEY", "PESEL_KEY"):
+            if not isinstance(out.get(key), str) or not out[key]:
+                raise ConfigError(f"{path}: {key.lower()} is missing or not a string "
+                                  "(restore the file from a backup: a new pesel_key orphans every PESEL hash)")
+        return out
     folder.mkdir(parents=True, exist_ok=True)
     values = {"secret_key": secrets.token_urlsafe(48), "pesel_key": secrets.token_urlsafe(48)}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -149,6 +171,11 @@ def load(folder: Path, overrides: dict[str, Any] | None = None,
         cfg["PESEL_KEY"] = cfg["PESEL_KEY"] or generated["PESEL_KEY"]
     if cfg["DATABASE_URL"] is None:
         cfg["DATABASE_URL"] = f"sqlite:///{folder / 'idp.sqlite3'}"
+    if not str(cfg["DATABASE_URL"]).startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+        raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, got {cfg['DATABASE_URL']!r}")
+    if str(cfg["LOG_LEVEL"]).upper() not in _LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {cfg['LOG_LEVEL']!r}")
+    cfg["LOG_LEVEL"] = str(cfg["LOG_LEVEL"]).upper()
     cfg["BASE_URL"] = cfg["BASE_URL"].rstrip("/")
     if urlsplit(cfg["BASE_URL"]).scheme not in {"http", "https"}:
         raise ConfigError(f"BASE_URL must be an http(s) URL, got {cfg['BASE_URL']!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from idp.core import audit
+from idp.core import audit, pesel
 from idp.core.accounts import find_by_identifier
 from idp.core.clock import utcnow
 from idp.core.passwords import hasher
@@ -25,6 +25,13 @@ class AuthResult:
         return self.reason is None
 
 
+def _loggable(identifier: str) -> str:
+    """What an unknown identifier is recorded as: never a PESEL (people type it where a login goes)."""
+    if pesel.problem(identifier.strip()) is None:
+        return "(a PESEL, not recorded)"
+    return identifier[:254]
+
+
 def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: str | None,
                  service: str | None = None, now: dt.datetime | None = None) -> AuthResult:
     """Check credentials. Every failure is audited with its reason; callers show one message for all."""
@@ -36,7 +43,7 @@ def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: s
     reason = None
     if account is None:
         reason = "unknown_identifier"
-    elif account.password_hash is None:
+    elif not account.password_hash:
         reason = "no_password"
     elif not matches:
         reason = "wrong_password"
@@ -45,7 +52,7 @@ def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: s
     if reason:
         audit.record("login.failed", account_id=account.id if account else None, reason=reason,
                      client_ip=client_ip, now=now,
-                     data={"identifier": identifier[:254], "service": service} if account is None
+                     data={"identifier": _loggable(identifier), "service": service} if account is None
                      else {"service": service})
         return AuthResult(account, reason)
     if pw.needs_rehash(account.password_hash):

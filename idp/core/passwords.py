@@ -27,7 +27,8 @@ class Passwords:
     def verify(self, stored: str | None, password: str) -> bool:
         """True when the password matches. A missing hash still spends one verification."""
         try:
-            return self.hasher.verify(stored or self._dummy, normalise(password)) and stored is not None
+            # An empty stored hash is no password: the dummy must never log anyone in.
+            return self.hasher.verify(stored or self._dummy, normalise(password)) and bool(stored)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

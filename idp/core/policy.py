@@ -95,6 +95,9 @@ def _contact(entry: dict) -> None:
         raise ValueError(f"unknown key(s) {sorted(unknown)} in a contact")
     if "label_pl" not in entry or not ({"email", "url"} & set(entry)):
         raise ValueError("a contact needs label_pl and an email or url")
+    bad = sorted(k for k, v in entry.items() if not isinstance(v, str))
+    if bad:
+        raise ValueError(f"contact key(s) {bad} must be strings")
 
 
 def _type_ok(kind: str, value: Any) -> bool:
@@ -116,6 +119,10 @@ def _read(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PolicyError(f"{path}: policy file not found") from None
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: not UTF-8 (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from None
 
@@ -131,7 +138,8 @@ def _validate(path: Path, data: dict[str, Any]) -> None:
                 raise PolicyError(f"{path}: unknown key {section}.{key}")
             kind, check = SCHEMA[section][key]
             if not _type_ok(kind, value):
-                raise PolicyError(f"{path}: {section}.{key} must be a {kind}, got {value!r}")
+                article = "an" if kind[0] in "aeiou" else "a"
+                raise PolicyError(f"{path}: {section}.{key} must be {article} {kind}, got {value!r}")
             if check:
                 try:
                     reason = check(value)
@@ -167,9 +175,20 @@ class Policy:
         return self.data["login"]["hint_en" if lang == "en" else "hint_pl"]
 
 
+def resolve_path(path: str | Path | None) -> Path:
+    """The policy file: absolute as given; a relative path from the current directory when it exists
+    there, else from the project (`IDP_POLICY=policies/agh.toml` works from any folder)."""
+    if not path:
+        return DEFAULT_POLICY
+    path = Path(path)
+    if not path.is_absolute() and not path.exists() and (PROJECT_ROOT / path).exists():
+        return PROJECT_ROOT / path
+    return path
+
+
 def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Policy:
     """Load default.toml, merge the chosen file and dotted overrides over it, validate every key."""
-    path = Path(path) if path else DEFAULT_POLICY
+    path = resolve_path(path)
     base = _read(DEFAULT_POLICY)
     _validate(DEFAULT_POLICY, base)
     merged = {section: dict(values) for section, values in base.items()}
@@ -235,9 +254,10 @@ def _personal_fragments(person: PersonData) -> list[str]:
 
 
 def _zxcvbn_score(password: str, user_inputs: list[str]) -> int:
-    from zxcvbn import zxcvbn
-
+    if not password:
+        return 0  # zxcvbn 4.5 raises IndexError on an empty string
     import zxcvbn_pl
+    from zxcvbn import zxcvbn
 
     zxcvbn_pl.register()
     # zxcvbn 4.5 raises ValueError above 72 characters; such lengths are strong by length alone.

@@ -23,6 +23,7 @@ REQUIRED = ("album", "pesel", "first_name", "last_name", "university_email", "pr
 OPTIONAL = ("birth_date", "entitlements")
 ROLES = ("student", "teacher", "staff")
 ALBUM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_-]{0,31}$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ def _parse_row(line: int, raw: dict[str, str], pesel_key: str, errors: list[RowE
     birth = None
     if raw.get("birth_date"):
         try:
+            if not DATE_RE.match(raw["birth_date"]):  # fromisoformat also takes 20040315, 2004-W11-1 ...
+                raise ValueError
             birth = dt.date.fromisoformat(raw["birth_date"])
         except ValueError:
             problems.append(f"birth_date {_shown(raw['birth_date'])} is not a date YYYY-MM-DD")
@@ -216,7 +219,16 @@ def import_csv(data: bytes, source: str, pesel_key: str, *, now: dt.datetime | N
                progress: Callable[[Iterable], Iterable] | None = None) -> ImportResult:
     """Validate everything first; import only if every row is good. Raises ImportFileError."""
     now = now or utcnow()
-    _, raw_rows = read_rows(data)
+    try:
+        _, raw_rows = read_rows(data)
+    except ImportFileError as exc:
+        # Recorded like a file with bad rows: the helpdesk sees that the last attempt failed, and why.
+        db.session.add(ImportRun(started_at=now, finished_at=utcnow(), source=source, status="rejected",
+                                 errors=[str(exc)]))
+        audit.record("import.rejected", actor="cli", reason="bad_file", now=now, commit=False,
+                     data={"source": source})
+        db.session.commit()
+        raise
     result = ImportResult()
     rows: list[Row] = []
     for line, raw in raw_rows:

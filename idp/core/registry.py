@@ -50,6 +50,7 @@ class LoadReport:
 def _compiled(pattern: str):
     options = re2.Options()
     options.max_mem = 8 << 20
+    options.log_errors = False  # the error is reported by us, once; RE2 would also print it to stderr
     return re2.compile(pattern, options)
 
 
@@ -57,7 +58,10 @@ def compile_pattern(pattern: str, where: str):
     try:
         return _compiled(pattern)
     except re2.error as exc:
-        raise RegistryError(f"{where}: service_pattern is not a valid (RE2) regular expression: {exc}") from None
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise RegistryError(f"{where}: service_pattern is not a valid (RE2) regular expression: {reason}") from None
 
 
 def _validate(entry: dict, index: int, path: str) -> dict:
@@ -111,6 +115,8 @@ def parse(text: str, path: str = "<services>") -> list[dict]:
     client_ids: set[str] = set()
     out = []
     for i, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise RegistryError(f"{path}: service #{i}: each service must be a [[service]] table")
         _validate(entry, i, path)
         if entry["name"] in seen:
             raise RegistryError(f"{path}: service #{i}: the name {entry['name']!r} is used twice")
@@ -160,6 +166,13 @@ def replace_all(entries: list[dict]) -> LoadReport:
     report = LoadReport()
     existing = {s.name: s for s in db.session.scalars(db.select(Service))}
     now = utcnow()
+    # Removals first: a renamed client keeps its client_id, and the unit of work would otherwise
+    # insert the new row before deleting the old one (unique client_id).
+    wanted = {entry["name"] for entry in entries}
+    for name in [n for n in existing if n not in wanted]:
+        db.session.delete(existing.pop(name))
+        report.removed.append(name)
+    db.session.flush()
     for entry in entries:
         cols = _columns(entry)
         svc = existing.pop(entry["name"], None)
@@ -173,9 +186,6 @@ def replace_all(entries: list[dict]) -> LoadReport:
             report.changed.append(entry["name"])
         else:
             report.unchanged.append(entry["name"])
-    for name, svc in existing.items():
-        db.session.delete(svc)
-        report.removed.append(name)
     db.session.commit()
     return report
 

@@ -224,8 +224,9 @@ def test_birth_date_contradicting_pesel(app):
     assert run(app, csv_bytes([row])).ok
 
 
-def test_bad_birth_date(app):
-    result = run(app, csv_bytes([person(1, pesel="", birth_date="31.12.1999")]))
+@pytest.mark.parametrize("value", ["31.12.1999", "19991231", "1999-W52-5", "1999-02-30", "1999-12-31T00:00"])
+def test_bad_birth_date(app, value):
+    result = run(app, csv_bytes([person(1, pesel="", birth_date=value)]))
     assert not result.ok
     assert any(m.startswith("line 2: birth_date") and "YYYY-MM-DD" in m for m in messages(result))
 
@@ -428,6 +429,22 @@ def test_duplicate_column(app):
 def test_header_names_are_trimmed(app):
     data = csv_bytes([person(1)]).replace(b"album,pesel", b" album , pesel", 1)
     assert run(app, data).ok
+
+
+def test_a_field_beyond_the_csv_limit_is_a_file_error_with_its_line(app):
+    data = csv_bytes([person(1)]) + b'1002,,Jan,"' + b"x" * 200_000 + b'",a@example.com,,student,\n'
+    with pytest.raises(ImportFileError, match="line 3"):
+        run(app, data)
+    assert accounts() == {}
+
+
+def test_a_file_level_error_is_recorded_as_a_rejected_run(app):
+    with pytest.raises(ImportFileError):
+        run(app, csv_bytes([person(1, phone="1")]), source="bad.csv")
+    [rejected] = db.session.scalars(sa.select(ImportRun)).all()
+    assert (rejected.status, rejected.source) == ("rejected", "bad.csv")
+    assert "phone" in rejected.errors[0]
+    assert last_migration() is None
 
 
 def test_import_file_missing(app, tmp_path):
