@@ -3,6 +3,8 @@ VENV    ?= .venv
 PORT    ?= 8000
 PYTHON  ?= python3
 IDP      = $(VENV)/bin/idp
+IDP_BASE_URL ?= http://127.0.0.1:$(PORT)
+export IDP_BASE_URL
 
 .PHONY: install run demo-data test test-postgres browser translations bench lint
 
