@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 from idp.core import audit, callbacks, provisioning, registry, sso, tickets
@@ -58,11 +59,29 @@ def released_attributes(account: Account, service: Service | None, policy: Polic
     return out
 
 
+_TICKET_LIKE = re.compile(r"\b((?:ST|PT|PGT|PGTIOU|TGT)-[A-Za-z0-9]{0,4})[A-Za-z0-9]*")
+
+
+def redact(text: str | None, limit: int) -> str | None:
+    """What the audit log may keep of a caller-supplied string: ticket-like values cut to their first
+    characters (a PGT or an unused ST passed to the wrong endpoint is still live), length bounded."""
+    if text is None:
+        return None
+    return _TICKET_LIKE.sub(lambda m: m.group(1) + "…", text)[:limit]
+
+
 def _fail(code: str, description: str, *, account_id: int | None = None, service: str | None = None,
           client_ip: str | None = None, now: dt.datetime) -> Failure:
-    audit.record("cas.validate.failed", actor=service or "unknown", account_id=account_id, reason=code,
-                 client_ip=client_ip, data={"service": service, "detail": description}, now=now)
+    audit.record("cas.validate.failed", actor=redact(service, 254) or "unknown", account_id=account_id,
+                 reason=code, client_ip=client_ip,
+                 data={"service": redact(service, 512), "detail": redact(description, 512)}, now=now)
     return Failure(code, description)
+
+
+def reject(code: str, description: str, *, service: str | None, client_ip: str | None,
+           now: dt.datetime) -> Failure:
+    """A request refused before any ticket is looked at (e.g. an unsupported format), audited alike."""
+    return _fail(code, description, service=service, client_ip=client_ip, now=now)
 
 
 def validate(ticket: str | None, service: str | None, policy: Policy, settings: Settings, *, renew: bool,
@@ -135,7 +154,7 @@ def _grant_pgt(pgt_url: str, row, svc: Service | None, settings: Settings, now: 
     return iou
 
 
-def proxy(pgt: str | None, target_service: str | None, *, lifetime: int, now: dt.datetime,
+def proxy(pgt: str | None, target_service: str | None, policy: Policy, *, lifetime: int, now: dt.datetime,
           client_ip: str | None = None) -> str | Failure:
     """/proxy: a proxy ticket for a registered back-end service, from a live PGT."""
     if not pgt or not target_service:
@@ -147,7 +166,9 @@ def proxy(pgt: str | None, target_service: str | None, *, lifetime: int, now: dt
                      client_ip=client_ip, now=now)
     session = db.session.get(SsoSession, row.session_id)
     account = db.session.get(Account, row.account_id)
-    if session is None or session.ended_at is not None or account is None or account.status != "active":
+    # A PGT lives no longer than the SSO session it came from: logout, idle or absolute expiry.
+    if session is None or not sso.still_alive(session, policy, now) or account is None \
+            or account.status != "active":
         return _fail("INVALID_TICKET", f"Ticket {pgt[:64]} not recognized", service=target_service,
                      client_ip=client_ip, now=now)
     target = registry.match_cas_service(target_service)

@@ -1,6 +1,7 @@
 """CAS endpoints: parse parameters, run the shared login flow, issue or validate tickets."""
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from flask import current_app, redirect, render_template, request, session
@@ -16,6 +17,8 @@ from idp.http.errors import error_page
 from idp.http.security import client_ip
 from idp.http.sso_cookie import clear_tgc, current_session, set_tgc
 from idp.models import Account, Service, SsoSession
+
+log = logging.getLogger("idp.cas")
 
 
 def _flag(name: str) -> bool:
@@ -49,7 +52,7 @@ def _grant(sso_session: SsoSession, svc: Service | None, service_url: str | None
     account = db.session.get(Account, sso_session.account_id)
     if svc is None or service_url is None:
         return render_template("login/logged_in.html", account=account, policy=_policy(),
-                               apps=sso.participants(sso_session))
+                               apps=sso.apps_summary(sso.participants(sso_session)))
     if not provisioning.entitled(account, svc):
         ref = audit.record("cas.login.not_provisioned", account_id=account.id, reason="not_entitled",
                            client_ip=client_ip(), data={"service": svc.name}).id
@@ -68,7 +71,7 @@ def _grant(sso_session: SsoSession, svc: Service | None, service_url: str | None
     db.session.commit()
     if method == "POST":
         return render_template("cas/post_redirect.html", service=svc, service_url=service_url,
-                               ticket=issued.ticket)
+                               ticket=issued.ticket, policy=_policy())
     return redirect(_with_ticket(service_url, issued.ticket), code=302)
 
 
@@ -129,9 +132,13 @@ def _resume_url(service_url: str | None, renew: bool, method: str) -> str:
 def _csrf_expired(exc):
     """A login form left open too long: show it again instead of a dead end."""
     if request.endpoint == "cas.login":
+        service_url = request.values.get("service") or None
+        svc = registry.match_cas_service(service_url) if service_url else None
+        if service_url and svc is None:
+            return _unknown_service(service_url)
         form = authflow.LoginForm(formdata=None)
-        form.service.data = request.values.get("service")
-        return authflow.render_login(form, service_name=None,
+        form.service.data = service_url
+        return authflow.render_login(form, service_name=svc.name if svc else None,
                                      error=_("The form has expired. Please log in again."), status=400)
     return error_page(_("The form has expired"), _("Go back, reload the page and try again."), 400)
 
@@ -144,8 +151,10 @@ def logout():
     apps = []
     if current is not None:
         cfg = current_app.config
-        apps = sso.end(current, reason="logout", client_ip=client_ip(), timeout=cfg["CALLBACK_TIMEOUT"],
-                       allow_loopback=cfg["ALLOW_LOOPBACK_CALLBACKS"])
+        # One line per app on the page, however many tickets (and logout messages) it got.
+        apps = sso.apps_summary(sso.end(current, reason="logout", client_ip=client_ip(),
+                                        timeout=cfg["CALLBACK_TIMEOUT"],
+                                        allow_loopback=cfg["ALLOW_LOOPBACK_CALLBACKS"]))
     target = request.args.get("service")
     if target and registry.match_cas_service(target) is not None:
         response = redirect(target, code=302)
@@ -172,23 +181,49 @@ def _format() -> str | None:
     return fmt if fmt in {"XML", "JSON"} else None
 
 
+def _internal_error(exc: Exception, where: str) -> protocol.Failure:
+    """An unexpected error during validation or proxying: log it, undo the half-done transaction, and
+    answer INTERNAL_ERROR (CAS 3.0 §2.5.3, §2.7.3) in the protocol's own format, never an HTML page."""
+    log.exception("CAS %s failed unexpectedly", where)
+    try:
+        db.session.rollback()
+        service = request.args.get("service") or request.args.get("targetService")
+        audit.record("cas.validate.failed", actor=protocol.redact(service, 254) or "unknown",
+                     reason="INTERNAL_ERROR", client_ip=client_ip(),
+                     data={"endpoint": request.path, "service": protocol.redact(service, 512),
+                           "error": type(exc).__name__})
+    except Exception:  # the database itself may be what failed
+        log.exception("could not record the audit event for the failure above")
+        db.session.rollback()
+    return protocol.Failure("INTERNAL_ERROR", "An internal error occurred during ticket validation")
+
+
 def _validate(*, proxy_tickets: bool, attributes: bool, allow_pgt: bool = True):
     fmt = _format()
-    if fmt is None:
-        return responses.validation(protocol.Failure("INVALID_REQUEST", "format must be XML or JSON"), "XML")
-    result = protocol.validate(
-        request.args.get("ticket"), request.args.get("service"), _policy(), _settings(), renew=_flag("renew"),
-        allow_proxy_tickets=proxy_tickets, pgt_url=request.args.get("pgtUrl") if allow_pgt else None,
-        with_attributes=attributes, now=utcnow(), client_ip=client_ip())
-    return responses.validation(result, fmt)
+    try:
+        if fmt is None:
+            return responses.validation(protocol.reject(
+                "INVALID_REQUEST", "format must be XML or JSON", service=request.args.get("service"),
+                client_ip=client_ip(), now=utcnow()), "XML")
+        result = protocol.validate(
+            request.args.get("ticket"), request.args.get("service"), _policy(), _settings(),
+            renew=_flag("renew"), allow_proxy_tickets=proxy_tickets,
+            pgt_url=request.args.get("pgtUrl") if allow_pgt else None, with_attributes=attributes,
+            now=utcnow(), client_ip=client_ip())
+        return responses.validation(result, fmt)
+    except Exception as exc:
+        return responses.validation(_internal_error(exc, request.path), fmt or "XML")
 
 
 @bp.route("/validate")
 def validate_v1():
-    result = protocol.validate(request.args.get("ticket"), request.args.get("service"), _policy(), _settings(),
-                               renew=_flag("renew"), allow_proxy_tickets=False, pgt_url=None,
-                               with_attributes=False, now=utcnow(), client_ip=client_ip())
-    return responses.v1(result)
+    try:
+        result = protocol.validate(request.args.get("ticket"), request.args.get("service"), _policy(),
+                                   _settings(), renew=_flag("renew"), allow_proxy_tickets=False, pgt_url=None,
+                                   with_attributes=False, now=utcnow(), client_ip=client_ip())
+        return responses.v1(result)
+    except Exception as exc:
+        return responses.v1(_internal_error(exc, request.path))
 
 
 @bp.route("/serviceValidate")
@@ -214,6 +249,10 @@ def p3_proxy_validate():
 @bp.route("/proxy")
 def proxy():
     fmt = _format() or "XML"
-    result = protocol.proxy(request.args.get("pgt"), request.args.get("targetService"),
-                            lifetime=current_app.config["TICKET_LIFETIME"], now=utcnow(), client_ip=client_ip())
-    return responses.proxy(result, fmt)
+    try:
+        result = protocol.proxy(request.args.get("pgt"), request.args.get("targetService"), _policy(),
+                                lifetime=current_app.config["TICKET_LIFETIME"], now=utcnow(),
+                                client_ip=client_ip())
+        return responses.proxy(result, fmt)
+    except Exception as exc:
+        return responses.proxy(_internal_error(exc, request.path), fmt)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -58,15 +58,34 @@ def post_form(url: str, data: dict[str, str], *, timeout: float, allow_loopback:
     return Outcome(False, "failed", f"HTTP {resp.status_code}")
 
 
+#: Redirects a PGT callback may take (CAS 3.0 §2.5.4: CAS MAY follow them).
+MAX_REDIRECTS = 5
+
+
 def get(url: str, params: dict[str, str], *, timeout: float, allow_loopback: bool) -> Outcome:
-    """GET with a verified certificate; only 200 counts (CAS 3.0 §2.5.4); redirects are followed."""
+    """GET with a verified certificate; only 200 counts (CAS 3.0 §2.5.4).
+
+    Redirects are followed by hand, and every hop passes the same guard as the first URL: otherwise a
+    registered https callback could bounce the PGT to plain http or, in production, to an internal
+    address that the guard refuses.
+    """
     problem = target_problem(url, allow_loopback=allow_loopback, require_https=True)
     if problem:
         return Outcome(False, "refused", problem)
-    try:
-        resp = requests.get(url, params=params, timeout=timeout, allow_redirects=True, verify=True)
-    except requests.RequestException as exc:
-        return Outcome(False, "failed", type(exc).__name__)
+    target, query = url, params
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            resp = requests.get(target, params=query, timeout=timeout, allow_redirects=False, verify=True)
+        except requests.RequestException as exc:
+            return Outcome(False, "failed", type(exc).__name__)
+        if not (resp.is_redirect and resp.headers.get("Location")):
+            break
+        target, query = urljoin(resp.url, resp.headers["Location"]), None
+        problem = target_problem(target, allow_loopback=allow_loopback, require_https=True)
+        if problem:
+            return Outcome(False, "refused", f"redirect refused: {problem}")
+    else:
+        return Outcome(False, "failed", "too many redirects")
     if resp.status_code == 200:
         return Outcome(True, "delivered", "200")
     return Outcome(False, "failed", f"HTTP {resp.status_code}")

@@ -11,6 +11,8 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from flask import current_app, has_app_context
+
 from idp.core import audit, callbacks
 from idp.core.clock import utcnow
 from idp.core.policy import Policy
@@ -39,8 +41,13 @@ def start(account: Account, policy: Policy, *, warn: bool, client_ip: str | None
     db.session.flush()
     if replaces is not None and replaces.ended_at is None:
         if replaces.account_id == account.id:
+            # Same person, fresh credentials: not a logout. The apps and their live tickets (above all
+            # the PGTs of proxying apps) move to the new session and die when *it* ends (§3.3.1).
             db.session.execute(db.update(SessionParticipant)
                                .where(SessionParticipant.session_id == replaces.id)
+                               .values(session_id=session.id))
+            db.session.execute(db.update(Ticket)
+                               .where(Ticket.session_id == replaces.id)
                                .values(session_id=session.id))
             _end_row(replaces, "reauthenticated", now)
         else:
@@ -60,9 +67,7 @@ def find(tgt: str | None, policy: Policy, now: dt.datetime | None = None, touch:
     session = db.session.get(SsoSession, digest(tgt))
     if session is None or session.ended_at is not None:
         return None
-    idle = dt.timedelta(minutes=policy.data["session"]["idle_minutes"])
-    if session.expires_at <= now or session.last_used_at + idle <= now:
-        end(session, reason="expired", now=now)
+    if not still_alive(session, policy, now):
         return None
     account = db.session.get(Account, session.account_id)
     if account is None or account.status != "active":
@@ -72,6 +77,18 @@ def find(tgt: str | None, policy: Policy, now: dt.datetime | None = None, touch:
         session.last_used_at = now
         db.session.commit()
     return session
+
+
+def still_alive(session: SsoSession, policy: Policy, now: dt.datetime) -> bool:
+    """False when the session has ended or is past its idle or absolute lifetime (then it is ended now,
+    with single logout, whoever noticed: the browser coming back or an app using a PGT)."""
+    if session.ended_at is not None:
+        return False
+    idle = dt.timedelta(minutes=policy.data["session"]["idle_minutes"])
+    if session.expires_at <= now or session.last_used_at + idle <= now:
+        end(session, reason="expired", now=now)
+        return False
+    return True
 
 
 def add_participant(session: SsoSession, *, service_id: int | None, service_name: str, service_url: str,
@@ -97,14 +114,34 @@ def logout_request_xml(session_index: str, now: dt.datetime) -> str:
             f'<samlp:SessionIndex>{html.escape(session_index)}</samlp:SessionIndex></samlp:LogoutRequest>')
 
 
+def _callback_defaults(timeout: float | None, allow_loopback: bool | None,
+                       budget: float | None) -> tuple[float, bool, float]:
+    """Explicit arguments win; otherwise the app's CALLBACK_TIMEOUT and ALLOW_LOOPBACK_CALLBACKS, so a
+    session ended by expiry or by another person's login notifies apps exactly as /logout does."""
+    cfg = current_app.config if has_app_context() else {}
+    if timeout is None:
+        timeout = float(cfg.get("CALLBACK_TIMEOUT", 3.0))
+    if allow_loopback is None:
+        allow_loopback = bool(cfg.get("ALLOW_LOOPBACK_CALLBACKS", False))
+    if budget is None:
+        budget = fanout_budget(timeout)
+    return timeout, allow_loopback, budget
+
+
+def fanout_budget(timeout: float) -> float:
+    """The whole logout fan-out: two per-call timeouts (connect + read), never more than 5 s."""
+    return min(5.0, 2 * timeout)
+
+
 def end(session: SsoSession, *, reason: str, now: dt.datetime | None = None, actor: str = "self",
-        client_ip: str | None = None, timeout: float = 3.0, allow_loopback: bool = False,
-        budget: float = 5.0) -> list[SessionParticipant]:
+        client_ip: str | None = None, timeout: float | None = None, allow_loopback: bool | None = None,
+        budget: float | None = None) -> list[SessionParticipant]:
     """End the session and notify every app that got a ticket in it, in parallel.
 
     Each POST has its own timeout and the whole fan-out a budget: a dead app never blocks logout
     (CAS 3.0 §2.3.3.1: "fire and forget"). Returns the participants with their delivery status.
     """
+    timeout, allow_loopback, budget = _callback_defaults(timeout, allow_loopback, budget)
     now = now or utcnow()
     if session.ended_at is None:
         _end_row(session, reason, now)
@@ -140,6 +177,38 @@ def end(session: SsoSession, *, reason: str, now: dt.datetime | None = None, act
                          data={"service": p.service_name, "detail": p.logout_detail}, now=now, commit=False)
     db.session.commit()
     return participants
+
+
+@dataclass(frozen=True)
+class AppStatus:
+    """One app of a session as a person sees it: its name and whether it confirmed logout."""
+
+    service_name: str
+    logout_status: str | None  # delivered only when every back-channel message to it was delivered
+    tickets: int
+
+
+def apps_summary(rows: list[SessionParticipant]) -> list[AppStatus]:
+    """One entry per app (in the order first used), however many tickets it got in the session."""
+    order: list[str] = []
+    statuses: dict[str, list[str | None]] = {}
+    for p in rows:
+        if p.service_name not in statuses:
+            order.append(p.service_name)
+            statuses[p.service_name] = []
+        statuses[p.service_name].append(p.logout_status)
+    out = []
+    for name in order:
+        seen = statuses[name]
+        problems = [s for s in seen if s not in (None, "delivered")]
+        if problems:
+            status = problems[0]
+        elif seen and all(s == "delivered" for s in seen):
+            status = "delivered"
+        else:
+            status = None
+        out.append(AppStatus(name, status, len(seen)))
+    return out
 
 
 def participants(session: SsoSession) -> list[SessionParticipant]:

@@ -24,7 +24,7 @@ def index():
         return redirect(url_for("cas.login"))
     account = db.session.get(Account, current.account_id)
     return render_template("login/logged_in.html", account=account, policy=current_app.extensions["idp.policy"],
-                           apps=sso.participants(current))
+                           apps=sso.apps_summary(sso.participants(current)))
 
 
 @bp.route("/login/change-password", methods=["GET", "POST"])
@@ -50,5 +50,6 @@ def change_password():
             response = redirect(authflow.finish_required_action())
             set_tgc(response, est.tgt)
             return response
+    failed = bool(violations) or (form.is_submitted() and bool(form.errors))
     return render_template("login/change_password.html", form=form, violations=violations, policy=policy,
-                           account=account, title=_("Set a new password")), 400 if violations else 200
+                           account=account, title=_("Set a new password")), 400 if failed else 200

@@ -32,18 +32,25 @@ TICKET_RE = re.compile(r"^[A-Za-z0-9-]+$")
 # --- the browser ---------------------------------------------------------------------------------------
 
 @pytest.fixture
-def client(app):
-    """A browser that prefers English, so assertions can use the English wording."""
-    c = app.test_client()
-    c.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
-    return c
+def client(client):
+    """The root conftest's browser (a fresh app context per request), preferring English, so
+    assertions can use the English wording."""
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
 
 
 @pytest.fixture
-def other_browser(app):
-    c = app.test_client()
-    c.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
-    return c
+def browser(app):
+    """browser() -> another, independent browser (own cookie jar), English like `client`."""
+    from tests.conftest import FreshContextClient
+
+    def make(lang: str | None = "en"):
+        c = FreshContextClient(app, app.response_class, use_cookies=True)
+        if lang:
+            c.environ_base["HTTP_ACCEPT_LANGUAGE"] = lang
+        return c
+
+    return make
 
 
 def tgc(client, name: str = "idp_tgc", domain: str = "localhost") -> str | None:
@@ -204,7 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self.send_response(srv.status)
             if srv.location:
-                self.send_header("Location", srv.location)
+                query = urlsplit(self.path).query
+                keep = srv.location.endswith("?") and query
+                self.send_header("Location", srv.location + query if keep else srv.location)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -236,12 +245,13 @@ class AppServer(ThreadingHTTPServer):
 
 @pytest.fixture
 def app_server():
-    """make() -> a new recording server on 127.0.0.1 (status, delay, trickle, location are settable)."""
+    """make() -> a new recording server on 127.0.0.1 (status, delay, trickle, location are settable;
+    a location ending in "?" gets the request's own query string appended, as a real app would)."""
     servers = []
 
     def make() -> AppServer:
         server = AppServer()
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return server
 
@@ -249,6 +259,13 @@ def app_server():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def callback_server(app_server):
+    """The root conftest's callback_server, same interface (url, calls with method/path/body/form/query,
+    status), plus AppServer's knobs; it stops in 50 ms instead of serve_forever's default 0.5 s poll."""
+    return app_server()
 
 
 @pytest.fixture
