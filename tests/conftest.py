@@ -5,22 +5,20 @@ the same suite on PostgreSQL. Each test run gets its own PostgreSQL schema; rows
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import sqlalchemy as sa
 from flask import has_app_context
 from flask.testing import FlaskClient
 
 from idp import MIGRATIONS_DIR, create_app
 from idp.extensions import db
+from tests.databases import postgres_base, postgres_schema
 
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 8, "ARGON2_PARALLELISM": 1}
 USOSWEB = "https://usosweb.example.edu.pl/kontroler.php?_action=news/default"
@@ -35,24 +33,15 @@ SERVICES = [
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> Iterator[str]:
     """One database for the run, schema created by the real Alembic migrations."""
-    base = os.environ.get("IDP_TEST_DATABASE_URL")
+    base = postgres_base()
     if not base:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
         _migrate(url, tmp_path_factory)
         yield url
         return
-    schema = f"idp_test_{uuid.uuid4().hex[:10]}"
-    engine_url = base.replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = sa.create_engine(engine_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    url = f"{base}{sep}options=-csearch_path%3D{schema}"
-    _migrate(url, tmp_path_factory)
-    yield url
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+    with postgres_schema(base, "idp_test") as url:
+        _migrate(url, tmp_path_factory)
+        yield url
 
 
 def _migrate(url: str, tmp_path_factory) -> None:

@@ -6,15 +6,14 @@ import logging
 import os
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from click.testing import CliRunner
 
 from idp.cli import main
+from tests.databases import postgres_base, postgres_schema
 
 IDP = Path(sys.executable).with_name("idp")  # the console script installed next to this interpreter
 #: The production floor (TESTING cannot be set from outside): the cheapest argon2 a real instance allows.
@@ -59,22 +58,13 @@ def instance(tmp_path) -> Instance:
     folder = tmp_path / "instance"
     folder.mkdir()
     env = {"IDP_INSTANCE": str(folder), **FLOOR_ARGON2}
-    base = os.environ.get("IDP_TEST_DATABASE_URL")
+    base = postgres_base()
     if not base:
         yield Instance(folder, env)
         return
-    schema = f"idp_cli_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    env["IDP_DATABASE_URL"] = f"{base}{sep}options=-csearch_path%3D{schema}"
-    try:
+    with postgres_schema(base, "idp_cli") as url:
+        env["IDP_DATABASE_URL"] = url
         yield Instance(folder, env)
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @pytest.fixture

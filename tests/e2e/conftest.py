@@ -14,13 +14,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.databases import postgres_base, postgres_schema
 from tests.e2e.relying_app import RelyingApp
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -166,21 +166,12 @@ def relying_app() -> Iterator[RelyingApp]:
 def database_env() -> Iterator[dict[str, str]]:
     """IDP_DATABASE_URL for the served IdP: SQLite in the instance by default; with
     IDP_TEST_DATABASE_URL, a schema of its own in that PostgreSQL database, dropped afterwards."""
-    base = os.environ.get("IDP_TEST_DATABASE_URL")
+    base = postgres_base()
     if not base:
         yield {}
         return
-    import sqlalchemy as sa
-
-    schema = f"idp_e2e_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    yield {"IDP_DATABASE_URL": f"{base}{sep}options=-csearch_path%3D{schema}"}
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+    with postgres_schema(base, "idp_e2e") as url:
+        yield {"IDP_DATABASE_URL": url}
 
 
 @pytest.fixture(scope="session")
