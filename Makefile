@@ -3,8 +3,6 @@ VENV    ?= .venv
 PORT    ?= 8000
 PYTHON  ?= python3
 IDP      = $(VENV)/bin/idp
-IDP_BASE_URL ?= http://127.0.0.1:$(PORT)
-export IDP_BASE_URL
 
 .PHONY: install run demo-data test test-postgres browser translations bench lint
 
@@ -18,7 +16,7 @@ install: $(VENV)/.installed
 
 # Initialise instance/ (SQLite), load the demo people and apps, serve on http://127.0.0.1:$(PORT).
 run: install demo-data
-	$(IDP) serve --host 127.0.0.1 --port $(PORT)
+	IDP_BASE_URL=$${IDP_BASE_URL:-http://127.0.0.1:$(PORT)} $(IDP) serve --host 127.0.0.1 --port $(PORT)
 
 demo-data: install
 	$(IDP) init

@@ -5,6 +5,7 @@ the same suite on PostgreSQL. Each test run gets its own PostgreSQL schema; rows
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -30,6 +31,18 @@ SERVICES = [
 ]
 
 
+def _strip_deployment_env(monkeypatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("IDP_") and name != "IDP_TEST_DATABASE_URL":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_deployment_env(monkeypatch):
+    """A developer's (or the Makefile's) IDP_* settings must not change what tests observe."""
+    _strip_deployment_env(monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> Iterator[str]:
     """One database for the run, schema created by the real Alembic migrations."""
@@ -47,8 +60,10 @@ def database_url(tmp_path_factory) -> Iterator[str]:
 def _migrate(url: str, tmp_path_factory) -> None:
     from flask_migrate import upgrade
 
-    app = create_app({"TESTING": True, "DATABASE_URL": url, **CHEAP_ARGON2},
-                     instance=tmp_path_factory.mktemp("migrate-instance"))
+    with pytest.MonkeyPatch.context() as mp:
+        _strip_deployment_env(mp)
+        app = create_app({"TESTING": True, "DATABASE_URL": url, **CHEAP_ARGON2},
+                         instance=tmp_path_factory.mktemp("migrate-instance"))
     with app.app_context():
         upgrade(directory=str(MIGRATIONS_DIR))
         db.engine.dispose()
