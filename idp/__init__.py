@@ -89,6 +89,10 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     app.register_blueprint(cas_bp)
     app.register_blueprint(recovery_bp)
 
+    from idp import oidc
+
+    oidc.init_app(app)
+
     @app.context_processor
     def _globals():
         from flask_babel import get_locale

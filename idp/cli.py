@@ -93,13 +93,21 @@ def main(ctx, instance):
 @pass_ctx
 @handle_errors
 def init(c: Context):
-    """Create or upgrade the database schema and the instance secrets. Safe to run twice."""
+    """Create or upgrade the database schema, the instance secrets and the OIDC signing keys.
+
+    Safe to run twice: existing keys are kept.
+    """
     from flask_migrate import upgrade
 
     from idp import MIGRATIONS_DIR
+    from idp.core.clock import utcnow
+    from idp.oidc.keys import KeyStore
 
     with c.app.app_context():
         upgrade(directory=str(MIGRATIONS_DIR))
+    store = KeyStore(Path(c.app.instance_path))
+    created = store.ensure(utcnow())
+    click.echo(f"signing keys {'created' if created else 'already present'}: {store.path}")
     click.echo(f"instance ready: {c.app.instance_path}")
 
 
@@ -206,6 +214,66 @@ def services_load(c: Context, file: Path):
             click.echo(f"{label}: {', '.join(names)}")
     click.echo(f"{len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
                f"{len(report.unchanged)} unchanged")
+
+
+@main.group()
+def keys():
+    """OpenID Connect signing keys (INSTANCE/oidc-keys.json): list, rotate."""
+
+
+def _key_store(c: Context):
+    from idp.config import instance_path
+    from idp.oidc.keys import KeyStore
+
+    return KeyStore(instance_path(c.instance))  # no app needed: the file is all there is
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
+
+
+@keys.command("rotate")
+@click.option("--retire-after", metavar="SECONDS", type=click.IntRange(min=1), default=86400, show_default=True,
+              help="How long the previous keys stay published so that tokens they signed still verify. "
+                   "Default one day: longer than any token lifetime; never set it shorter than the longest one.")
+@pass_ctx
+@handle_errors
+def keys_rotate(c: Context, retire_after: int):
+    """Sign with a new generation of keys (RS256, ES256, EdDSA) from now on.
+
+    The previous keys become "retiring": still published in the JWKS until --retire-after seconds from now,
+    no longer used to sign. Keys whose retirement time has passed are removed.
+    """
+    from datetime import timedelta
+
+    from idp.core.clock import utcnow
+
+    store = _key_store(c)
+    before = {k.kid for k in store.keys()}
+    new = store.rotate(utcnow(), timedelta(seconds=retire_after))
+    after = store.keys()
+    algs = {k.kid: k.alg for k in after}
+    click.echo("new: " + ", ".join(f"{kid} ({algs[kid]})" for kid in new))
+    retiring = [k for k in after if k.status == "retiring"]
+    if retiring:
+        click.echo("retiring: " + ", ".join(f"{k.kid} ({k.alg}, until {_when(k.retire_at)})" for k in retiring))
+    removed = sorted(before - set(algs))
+    if removed:
+        click.echo("removed: " + ", ".join(removed))
+
+
+@keys.command("list")
+@pass_ctx
+@handle_errors
+def keys_list(c: Context):
+    """Show every stored key: kid, algorithm, status, created, retire_at (never key material)."""
+    from idp.core.clock import utcnow
+
+    now, stored = utcnow(), _key_store(c).keys()
+    click.echo(f"{'kid':<16}  {'alg':<5}  {'status':<8}  {'created':<20}  retire_at")
+    for k in stored:
+        status = "retired" if k.retired(now) else k.status
+        click.echo(f"{k.kid:<16}  {k.alg:<5}  {status:<8}  {_when(k.created_at):<20}  {_when(k.retire_at)}")
 
 
 @main.command()

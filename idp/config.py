@@ -32,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "ARGON2_PARALLELISM": 1,
     "TICKET_LIFETIME": 10,  # seconds an ST/PT stays valid (CAS 3.0 §3.1.1 recommends <= 5 min)
     "PGT_LIFETIME": 7200,  # seconds
+    "OIDC_CODE_LIFETIME": 60,  # seconds an authorization code may wait for its exchange
+    "OIDC_ACCESS_TOKEN_LIFETIME": 600,  # seconds (opaque tokens: introspect or call userinfo)
+    "OIDC_ID_TOKEN_LIFETIME": 600,
+    "OIDC_REFRESH_TOKEN_LIFETIME": 8 * 3600,  # never beyond the SSO session's absolute end
     "CALLBACK_TIMEOUT": 3.0,  # seconds for one SLO POST or PGT callback
     # Back-channel calls to loopback/private addresses (SLO, pgtUrl over http). None: allowed only
     # when BASE_URL itself is a loopback address, i.e. a development instance.

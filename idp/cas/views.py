@@ -51,13 +51,18 @@ def _grant(sso_session: SsoSession, svc: Service | None, service_url: str | None
     """Last step of /login: a ticket for the service, or the "you are logged in" page."""
     account = db.session.get(Account, sso_session.account_id)
     if svc is None or service_url is None:
+        resume = authflow.pop_resume()
+        if resume:  # the login was for another protocol's request (OIDC /authorize): go back to it
+            if new_login:
+                authflow.mark_fresh(sso_session)
+            return redirect(resume, code=302)
         return render_template("login/logged_in.html", account=account, policy=_policy(),
                                apps=sso.apps_summary(sso.participants(sso_session)))
     if not provisioning.entitled(account, svc):
         ref = audit.record("cas.login.not_provisioned", account_id=account.id, reason="not_entitled",
                            client_ip=client_ip(), data={"service": svc.name}).id
         last = provisioning.last_migration()
-        return render_template("cas/not_provisioned.html", service=svc, account=account, policy=_policy(),
+        return render_template("login/not_provisioned.html", service=svc, account=account, policy=_policy(),
                                last_migration=last, ref=f"E{ref}"), 403
     if sso_session.warn and not new_login and not warned:
         return render_template("cas/warn.html", service=svc, service_url=service_url, method=method,
@@ -163,7 +168,7 @@ def logout():
             audit.record("cas.logout.unknown_service", reason="unregistered_service", client_ip=client_ip(),
                          data={"service": target[:512]})
         response = current_app.make_response(
-            render_template("cas/logged_out.html", apps=apps, was_logged_in=current is not None,
+            render_template("login/logged_out.html", apps=apps, was_logged_in=current is not None,
                             policy=_policy()))
     session.clear()
     clear_tgc(response)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from idp.core.clock import utcnow
 from idp.core.policy import Policy
 from idp.core.tickets import digest, new_id
 from idp.extensions import db
-from idp.models import Account, SessionParticipant, SsoSession, Ticket
+from idp.models import Account, OAuthToken, Service, SessionParticipant, SsoSession, Ticket
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,36 @@ def still_alive(session: SsoSession, policy: Policy, now: dt.datetime) -> bool:
 
 
 def add_participant(session: SsoSession, *, service_id: int | None, service_name: str, service_url: str,
-                    ticket: str, now: dt.datetime) -> None:
+                    ticket: str, now: dt.datetime, protocol: str = "cas") -> None:
+    """Remember an app that got a ticket (CAS) or a code (OIDC) in this session, for single logout.
+    OIDC clients are remembered once per session; CAS services once per ticket (SessionIndex)."""
+    if protocol != "cas":
+        exists = db.session.scalar(db.select(SessionParticipant.id).where(
+            SessionParticipant.session_id == session.id, SessionParticipant.service_id == service_id,
+            SessionParticipant.protocol == protocol, SessionParticipant.logout_status.is_(None)))
+        if exists:
+            return
     db.session.add(SessionParticipant(session_id=session.id, service_id=service_id, service_name=service_name,
-                                      service_url=service_url, ticket=ticket, created_at=now))
+                                      service_url=service_url, ticket=ticket, created_at=now, protocol=protocol))
+
+
+#: A participant's back-channel logout message: (URL, form fields), or None when it has no logout URL.
+LogoutMessage = Callable[[SessionParticipant, Service | None, SsoSession, dt.datetime],
+                         tuple[str, dict[str, str]] | None]
+_LOGOUT_MESSAGES: dict[str, LogoutMessage] = {}
+
+
+def register_logout_message(protocol: str, builder: LogoutMessage) -> None:
+    """Protocols add their own message (the OIDC logout token) without core knowing the protocol."""
+    _LOGOUT_MESSAGES[protocol] = builder
+
+
+def _cas_logout_message(p: SessionParticipant, svc, session: SsoSession, now: dt.datetime):
+    target = svc.logout_url if svc and svc.logout_url else p.service_url
+    return target, {"logoutRequest": logout_request_xml(p.ticket, now)}
+
+
+register_logout_message("cas", _cas_logout_message)
 
 
 def _end_row(session: SsoSession, reason: str, now: dt.datetime) -> None:
@@ -103,6 +131,9 @@ def _end_row(session: SsoSession, reason: str, now: dt.datetime) -> None:
     # PGTs die with the session (CAS 3.0 §3.3.1); unused STs too.
     db.session.execute(db.update(Ticket).where(Ticket.session_id == session.id, Ticket.expires_at > now)
                        .values(expires_at=now))
+    # OIDC access and refresh tokens of the session die with it: one logout ends every app.
+    db.session.execute(db.update(OAuthToken).where(OAuthToken.session_id == session.id,
+                                                   OAuthToken.revoked_at.is_(None)).values(revoked_at=now))
 
 
 def logout_request_xml(session_index: str, now: dt.datetime) -> str:
@@ -153,19 +184,25 @@ def end(session: SsoSession, *, reason: str, now: dt.datetime | None = None, act
                                             SessionParticipant.logout_status.is_(None))))
     if not participants:
         return []
-    from idp.models import Service  # local: avoid a cycle at import time
-
     jobs = {}
     pool = ThreadPoolExecutor(max_workers=min(8, len(participants)))
+    skipped = set()
     for p in participants:
         svc = db.session.get(Service, p.service_id) if p.service_id else None
-        target = (svc.logout_url if svc and svc.logout_url else p.service_url)
-        body = {"logoutRequest": logout_request_xml(p.ticket, now)}
+        builder = _LOGOUT_MESSAGES.get(p.protocol)
+        message = builder(p, svc, session, now) if builder else None
+        if message is None:
+            skipped.add(p.id)
+            continue
+        target, body = message
         jobs[p.id] = pool.submit(callbacks.post_form, target, body, timeout=timeout,
                                  allow_loopback=allow_loopback)
     wait(jobs.values(), timeout=budget)
     pool.shutdown(wait=False, cancel_futures=True)  # stragglers end on their own timeout
     for p in participants:
+        if p.id in skipped:
+            p.logout_status, p.logout_detail = "skipped", "no back-channel logout URL registered"
+            continue
         fut = jobs[p.id]
         if fut.done():
             outcome = fut.result()
@@ -173,7 +210,7 @@ def end(session: SsoSession, *, reason: str, now: dt.datetime | None = None, act
         else:
             p.logout_status, p.logout_detail = "failed", "timeout"
         if p.logout_status != "delivered":
-            audit.record("cas.slo.failed", actor="idp", account_id=session.account_id, reason=p.logout_status,
+            audit.record(f"{p.protocol}.slo.failed", actor="idp", account_id=session.account_id, reason=p.logout_status,
                          data={"service": p.service_name, "detail": p.logout_detail}, now=now, commit=False)
     db.session.commit()
     return participants

@@ -46,6 +46,11 @@ def lang() -> str:
 
 
 def render_login(form: LoginForm, *, service_name: str | None, error: str | None = None, status: int = 200):
+    pending = pending_resume()
+    if pending and service_name is None:
+        service_name = pending.get("label")
+        if pending.get("login_hint") and not form.username.data:
+            form.username.data = pending["login_hint"]
     last = provisioning.last_migration()
     return render_template("login/form.html", form=form, service_name=service_name, error=error,
                            policy=policy(), lang=lang(), last_migration=last), status
@@ -103,3 +108,44 @@ def take_fresh(sso_session: SsoSession | None) -> bool:
     """True once, right after mark_fresh for this session: the next ticket counts as a new login."""
     fresh = session.pop(_FRESH, None)
     return sso_session is not None and fresh == sso_session.id
+
+
+def is_fresh(sso_session: SsoSession | None) -> bool:
+    """Like take_fresh without using it up (a consent page may stand between login and the code)."""
+    return sso_session is not None and session.get(_FRESH) == sso_session.id
+
+
+# --- resuming a protocol request after the login page ---------------------------------------------------
+
+_RESUME = "idp_resume"
+#: How long a protocol request waits for its login.
+RESUME_SECONDS = 900
+
+
+def remember_resume(url: str, *, label: str | None = None, login_hint: str | None = None) -> None:
+    """A protocol endpoint (OIDC /authorize) sends the person to the login page and wants them back."""
+    session[_RESUME] = {"url": url, "label": label, "login_hint": (login_hint or "")[:254], "at": int(time.time())}
+
+
+def pending_resume() -> dict | None:
+    pending = session.get(_RESUME)
+    if pending and time.time() - pending.get("at", 0) > RESUME_SECONDS:
+        session.pop(_RESUME, None)
+        return None
+    return pending
+
+
+def pop_resume() -> str | None:
+    """The local URL to go back to after login, once; None when nothing waits."""
+    pending = pending_resume()
+    session.pop(_RESUME, None)
+    if not pending:
+        return None
+    url = pending["url"]
+    parts = urlsplit(url)
+    return None if parts.scheme or parts.netloc or not url.startswith("/") else url
+
+
+def forget_everything() -> None:
+    """Logout: nothing of the person's browser session (CSRF token, pending logins) survives."""
+    session.clear()

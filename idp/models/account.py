@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -16,6 +17,8 @@ class Account(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     #: The SIS key: the import upserts by it; also an identifier where the policy allows it.
     album: Mapped[str] = mapped_column(String(32), unique=True)
+    #: OIDC `sub`: random, stable for life, never an e-mail address (addresses change).
+    subject: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
     role: Mapped[str] = mapped_column(String(16))  # student | teacher | staff

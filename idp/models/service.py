@@ -35,4 +35,6 @@ class Service(db.Model):
     post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
     backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
     first_party: Mapped[bool] = mapped_column(default=False)
+    #: RS256 (default, every client), ES256 or EdDSA where the client accepts it.
+    id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(8))
     updated_at: Mapped[dt.datetime]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -14,6 +15,8 @@ class SsoSession(db.Model):
     __tablename__ = "sso_session"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the TGT
+    #: Public session id (OIDC `sid`, back-channel logout): random, unrelated to the TGT.
+    sid: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: secrets.token_urlsafe(16))
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
     auth_time: Mapped[dt.datetime]
     last_used_at: Mapped[dt.datetime]
@@ -55,6 +58,8 @@ class SessionParticipant(db.Model):
     session_id: Mapped[str] = mapped_column(ForeignKey("sso_session.id", ondelete="CASCADE"), index=True)
     service_id: Mapped[int | None] = mapped_column(ForeignKey("service.id", ondelete="SET NULL"))
     service_name: Mapped[str] = mapped_column(String(100))
+    #: cas: SAML logoutRequest with `ticket` as SessionIndex; oidc: a back-channel logout token.
+    protocol: Mapped[str] = mapped_column(String(8), default="cas")
     service_url: Mapped[str] = mapped_column(Text)
     #: The ticket string itself: CAS SLO sends it as SessionIndex. Already consumed, so harmless.
     ticket: Mapped[str] = mapped_column(String(64))

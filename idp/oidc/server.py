@@ -1,0 +1,398 @@
+"""Authlib wiring: clients, grants, token storage, introspection, revocation.
+
+All of Authlib's hooks live here; they call the SSO core for sessions and `claims` for what a person
+releases, and never decide anything about accounts themselves.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from pathlib import Path
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
+from authlib.oauth2.rfc6749 import ClientMixin, grants
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9207 import IssuerParameter
+from authlib.oidc.core import OpenIDCode as _OpenIDCode
+from flask import current_app
+
+from idp.core import audit, claims
+from idp.core.clock import utcnow
+from idp.core.registry import client_secret_hash
+from idp.extensions import db
+from idp.models import Account, AuthorizationCode, OAuthToken, Service, SsoSession
+from idp.oidc.keys import KeyStore
+
+ACR = "urn:idp:acr:password"
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def keystore() -> KeyStore:
+    """The instance's signing keys; created on first use if `idp init` has not made them yet."""
+    store = KeyStore(Path(current_app.instance_path))
+    store.ensure(utcnow())
+    return store
+
+
+def issuer() -> str:
+    return current_app.config["BASE_URL"]
+
+
+def _ts(moment: dt.datetime) -> int:
+    return int(moment.replace(tzinfo=dt.UTC).timestamp())
+
+
+# --- clients ------------------------------------------------------------------------------------------
+
+class Client(ClientMixin):
+    """An OIDC client from the service registry, as Authlib sees it."""
+
+    def __init__(self, service: Service):
+        self.service = service
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    @property
+    def public(self) -> bool:
+        return self.service.client_secret_hash is None
+
+    @property
+    def id_token_signed_response_alg(self) -> str:
+        return self.service.id_token_signed_response_alg or "RS256"
+
+    def get_client_id(self) -> str:
+        return self.service.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        uris = self.service.redirect_uris or []
+        return uris[0] if len(uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        allowed = set(self.service.scopes or ["openid"])
+        return " ".join(s for s in (scope or "").split() if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        """Exact string match with a registered URI (no prefix or pattern matching)."""
+        return redirect_uri in (self.service.redirect_uris or [])
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if self.public or not client_secret:
+            return False
+        expected = client_secret_hash(client_secret, current_app.config["SECRET_KEY"])
+        return hmac.compare_digest(expected, self.service.client_secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        allowed = self.service.grant_types or ["authorization_code", "refresh_token"]
+        if grant_type == "client_credentials" and self.public:
+            return False
+        return grant_type in allowed
+
+
+def query_client(client_id: str | None) -> Client | None:
+    if not client_id:
+        return None
+    svc = db.session.scalar(db.select(Service).where(Service.protocol == "oidc", Service.client_id == client_id))
+    return Client(svc) if svc else None
+
+
+# --- tokens ---------------------------------------------------------------------------------------------
+
+def save_token(token: dict, request) -> None:
+    """Store an issued token pair by digest, in the family and SSO session it descends from."""
+    cfg = current_app.config
+    now = utcnow()
+    code: AuthorizationCode | None = getattr(request, "authorization_code", None)
+    parent: OAuthToken | None = getattr(request, "refresh_token", None)
+    session_id = code.session_id if code else (parent.session_id if parent else None)
+    refresh = token.get("refresh_token")
+    refresh_expires = None
+    if refresh:
+        refresh_expires = now + dt.timedelta(seconds=cfg["OIDC_REFRESH_TOKEN_LIFETIME"])
+        session = db.session.get(SsoSession, session_id) if session_id else None
+        if session is not None:
+            refresh_expires = min(refresh_expires, session.expires_at)
+    user = getattr(request, "user", None)
+    row = OAuthToken(
+        client_id=request.client.get_client_id(), account_id=user.id if user is not None else None,
+        session_id=session_id, access_token_hash=digest(token["access_token"]),
+        refresh_token_hash=digest(refresh) if refresh else None, scope=token.get("scope", ""), issued_at=now,
+        access_expires_at=now + dt.timedelta(seconds=int(token.get("expires_in", cfg["OIDC_ACCESS_TOKEN_LIFETIME"]))),
+        refresh_expires_at=refresh_expires, family=parent.family if parent else secrets.token_hex(8),
+        code_id=code.id if code else (parent.code_id if parent else None))
+    db.session.add(row)
+    db.session.commit()
+
+
+def revoke_family(family: str, now: dt.datetime) -> int:
+    result = db.session.execute(db.update(OAuthToken).where(OAuthToken.family == family,
+                                                             OAuthToken.revoked_at.is_(None))
+                                .values(revoked_at=now))
+    db.session.commit()
+    return result.rowcount
+
+
+def session_alive(session_id: str | None, now: dt.datetime) -> bool:
+    """Tokens issued within an SSO session live only as long as it does (logout ends both)."""
+    if session_id is None:
+        return True
+    session = db.session.get(SsoSession, session_id)
+    return session is not None and session.ended_at is None and session.expires_at > now
+
+
+def find_token(value: str, hint: str | None = None) -> OAuthToken | None:
+    key = digest(value)
+    order = ("refresh_token", "access_token") if hint == "refresh_token" else ("access_token", "refresh_token")
+    for kind in order:
+        column = OAuthToken.access_token_hash if kind == "access_token" else OAuthToken.refresh_token_hash
+        row = db.session.scalar(db.select(OAuthToken).where(column == key))
+        if row is not None:
+            return row
+    return None
+
+
+# --- grants ---------------------------------------------------------------------------------------------
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE with S256 only: required for public clients, accepted from confidential ones."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        data = grant.request.payload.data
+        challenge, method = data.get("code_challenge"), data.get("code_challenge_method")
+        client = grant.request.client
+        if not challenge and client is not None and client.public:
+            raise InvalidRequestError("Public clients must use PKCE (code_challenge with S256).",
+                                      redirect_uri=redirect_uri)
+        if challenge and method != "S256":
+            # RFC 7636 makes "plain" the default when the method is absent; plain is refused here.
+            raise InvalidRequestError("code_challenge_method must be S256.", redirect_uri=redirect_uri)
+        return super().validate_code_challenge(grant, redirect_uri)
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    AUTHORIZATION_CODE_LENGTH = 43
+
+    def validate_authorization_request(self):
+        if "openid" in (self.request.payload.scope or "").split() and not self.request.payload.redirect_uri:
+            raise InvalidRequestError("redirect_uri is required in an OpenID Connect request.")
+        return super().validate_authorization_request()
+
+    def save_authorization_code(self, code: str, request) -> None:
+        now = utcnow()
+        data = request.payload.data
+        session: SsoSession = request.sso_session
+        db.session.add(AuthorizationCode(
+            code_hash=digest(code), client_id=request.client.get_client_id(), account_id=request.user.id,
+            session_id=session.id, redirect_uri=request.payload.redirect_uri or "", scope=request.scope or "",
+            nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method"), auth_time=session.auth_time,
+            created_at=now, expires_at=now + dt.timedelta(seconds=current_app.config["OIDC_CODE_LIFETIME"])))
+        db.session.commit()
+
+    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+        """Use the code up at once (a conditional UPDATE: two exchanges cannot both win). A second
+        exchange revokes every token the first one produced (RFC 6749 §4.1.2)."""
+        now = utcnow()
+        row = db.session.scalar(db.select(AuthorizationCode).where(
+            AuthorizationCode.code_hash == digest(code), AuthorizationCode.client_id == client.get_client_id()))
+        if row is None:
+            return None
+        result = db.session.execute(db.update(AuthorizationCode).where(
+            AuthorizationCode.id == row.id, AuthorizationCode.used_at.is_(None)).values(used_at=now))
+        db.session.commit()
+        if result.rowcount != 1:
+            families = set(db.session.scalars(db.select(OAuthToken.family).where(OAuthToken.code_id == row.id)))
+            for family in families:
+                revoke_family(family, now)
+            audit.record("oidc.code.replayed", actor=client.name, account_id=row.account_id, reason="code_reuse",
+                         data={"client_id": client.get_client_id(), "revoked_families": len(families)})
+            return None
+        if row.expires_at <= now or not session_alive(row.session_id, now):
+            return None
+        db.session.refresh(row)
+        return row
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Kept (already marked used) so that a replay is recognised and punished."""
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> Account | None:
+        account = db.session.get(Account, authorization_code.account_id)
+        return account if account is not None and account.status == "active" else None
+
+
+class OpenIDCode(_OpenIDCode):
+    def exists_nonce(self, nonce: str, request) -> bool:
+        return False  # codes are single use; the RP checks the nonce in the ID token
+
+    def resolve_client_private_key(self, client: Client):
+        return keystore().signing_key(client.id_token_signed_response_alg)
+
+    def get_client_algorithm(self, client: Client) -> str:
+        return client.id_token_signed_response_alg
+
+    def get_encode_header(self, client: Client) -> dict:
+        key = keystore().signing_key(client.id_token_signed_response_alg)
+        return {"alg": client.id_token_signed_response_alg, "kid": key.kid, "typ": "JWT"}
+
+    def get_client_claims(self, client: Client) -> dict:
+        now = int(utcnow().replace(tzinfo=dt.UTC).timestamp())
+        return {"iss": issuer(), "aud": [client.get_client_id()], "iat": now,
+                "exp": now + current_app.config["OIDC_ID_TOKEN_LIFETIME"]}
+
+    def get_authorization_code_claims(self, authorization_code: AuthorizationCode) -> dict:
+        out = super().get_authorization_code_claims(authorization_code)
+        session = db.session.get(SsoSession, authorization_code.session_id) if authorization_code.session_id else None
+        if session is not None:
+            out["sid"] = session.sid
+        out["azp"] = authorization_code.client_id
+        return out
+
+    def generate_user_info(self, user: Account, scope: str) -> dict:
+        return claims.for_scope(user, scope, current_app.extensions["idp.policy"])
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Rotation with reuse detection: every refresh returns a new refresh token; presenting a rotated
+    one again means it leaked, so the whole family is revoked."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> OAuthToken | None:
+        now = utcnow()
+        row = find_token(refresh_token, "refresh_token")
+        if row is None or row.refresh_token_hash != digest(refresh_token):
+            return None
+        if row.rotated_at is not None:
+            revoked = revoke_family(row.family, now)
+            audit.record("oidc.refresh.reused", actor=row.client_id, account_id=row.account_id,
+                         reason="refresh_token_reuse", data={"client_id": row.client_id, "revoked": revoked})
+            return None
+        if row.revoked_at is not None or (row.refresh_expires_at and row.refresh_expires_at <= now):
+            return None
+        if not session_alive(row.session_id, now):
+            return None
+        if row.session_id:
+            session = db.session.get(SsoSession, row.session_id)
+            session.last_used_at = now  # an app refreshing counts as use of the session
+        return row
+
+    def authenticate_user(self, refresh_token: OAuthToken) -> Account | None:
+        account = db.session.get(Account, refresh_token.account_id) if refresh_token.account_id else None
+        return account if account is not None and account.status == "active" else None
+
+    def revoke_old_credential(self, refresh_token: OAuthToken) -> None:
+        now = utcnow()
+        refresh_token.rotated_at = now
+        refresh_token.revoked_at = refresh_token.revoked_at or now
+        db.session.commit()
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+# --- introspection and revocation -----------------------------------------------------------------------
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None):
+        return find_token(token_string, token_type_hint)
+
+    def check_permission(self, token: OAuthToken, client: Client, request) -> bool:
+        """Resource servers (any confidential client, e.g. the mail server) may introspect."""
+        return not client.public
+
+    def introspect_token(self, token: OAuthToken) -> dict:
+        now = utcnow()
+        active = token.revoked_at is None and token.access_expires_at > now and session_alive(token.session_id, now)
+        if not active:
+            return {"active": False}
+        out = {"active": True, "client_id": token.client_id, "scope": token.scope, "token_type": "Bearer",
+               "exp": _ts(token.access_expires_at), "iat": _ts(token.issued_at), "iss": issuer(),
+               "aud": token.client_id}
+        if token.account_id is not None:
+            account = db.session.get(Account, token.account_id)
+            out["sub"] = account.subject
+            out["username"] = claims.preferred_username(account, current_app.extensions["idp.policy"])
+        return out
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None):
+        return find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: OAuthToken, request) -> None:
+        """Revoking a refresh token ends its whole family; an access token only itself (RFC 7009 §2.1)."""
+        now = utcnow()
+        if token.refresh_token_hash and token.refresh_token_hash == digest(request.form.get("token", "")):
+            revoke_family(token.family, now)
+        else:
+            token.revoked_at = token.revoked_at or now
+            db.session.commit()
+
+
+class SessionBoundBearer(BearerTokenValidator):
+    def authenticate_token(self, token_string: str) -> OAuthToken | None:
+        row = db.session.scalar(db.select(OAuthToken).where(OAuthToken.access_token_hash == digest(token_string)))
+        if row is not None and not session_alive(row.session_id, utcnow()):
+            row.revoked_at = row.revoked_at or utcnow()
+            db.session.commit()
+        return row
+
+
+class Issuer(IssuerParameter):
+    def get_issuer(self) -> str:
+        return issuer()
+
+
+def init_app(app) -> None:
+    """One Authlib server and resource protector per app (kept in app.extensions)."""
+    cfg = app.config
+    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
+    app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
+        "authorization_code": cfg["OIDC_ACCESS_TOKEN_LIFETIME"], "refresh_token": cfg["OIDC_ACCESS_TOKEN_LIFETIME"],
+        "client_credentials": cfg["OIDC_ACCESS_TOKEN_LIFETIME"]}
+    server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
+    server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode(require_nonce=False)])
+    server.register_grant(RefreshTokenGrant)
+    server.register_grant(ClientCredentialsGrant)
+    server.register_endpoint(Introspection)
+    server.register_endpoint(Revocation)
+    server.register_extension(Issuer())
+    protector = ResourceProtector()
+    protector.register_token_validator(SessionBoundBearer())
+    app.extensions["idp.oidc.server"] = server
+    app.extensions["idp.oidc.protector"] = protector
+
+
+def authorization_server() -> AuthorizationServer:
+    return current_app.extensions["idp.oidc.server"]
+
+
+def resource_protector() -> ResourceProtector:
+    return current_app.extensions["idp.oidc.protector"]

@@ -1,0 +1,314 @@
+"""OIDC endpoints: discovery, JWKS, authorize (on the shared SSO session), token, userinfo,
+introspection, revocation, RP-initiated logout."""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2 import OAuth2Error
+from flask import current_app, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_wtf import FlaskForm
+
+from idp.core import audit, claims, provisioning, sso
+from idp.core.clock import utcnow
+from idp.core.registry import ID_TOKEN_ALGORITHMS
+from idp.extensions import csrf, db
+from idp.http import authflow
+from idp.http.errors import error_page
+from idp.http.security import client_ip
+from idp.http.sso_cookie import clear_tgc, current_session
+from idp.models import Account, Consent, Service, SsoSession
+from idp.oidc import bp
+from idp.oidc.keys import InvalidToken
+from idp.oidc.server import (
+    Client,
+    authorization_server,
+    issuer,
+    keystore,
+    query_client,
+    resource_protector,
+)
+
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+def _policy():
+    return current_app.extensions["idp.policy"]
+
+
+def _url(endpoint: str) -> str:
+    return issuer() + url_for(endpoint)
+
+
+@bp.route("/.well-known/openid-configuration")
+def discovery():
+    """OpenID Provider Metadata (OIDC Discovery 1.0 §3, RFC 8414)."""
+    data = {
+        "issuer": issuer(),
+        "authorization_endpoint": _url("oidc.authorize"),
+        "token_endpoint": _url("oidc.token"),
+        "userinfo_endpoint": _url("oidc.userinfo"),
+        "jwks_uri": _url("oidc.jwks"),
+        "end_session_endpoint": _url("oidc.end_session"),
+        "introspection_endpoint": _url("oidc.introspect"),
+        "revocation_endpoint": _url("oidc.revoke"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(ID_TOKEN_ALGORITHMS),
+        "scopes_supported": list(claims.SCOPES),
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp",
+                             *[c for names in claims.SCOPES.values() for c in names]],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "acr_values_supported": ["urn:idp:acr:password"],
+        "authorization_response_iss_parameter_supported": True,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "ui_locales_supported": ["pl", "en"],
+    }
+    response = jsonify(data)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.route("/oidc/jwks")
+def jwks():
+    response = jsonify(keystore().public_jwks(utcnow()))
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+# --- authorization --------------------------------------------------------------------------------------
+
+class ConsentForm(FlaskForm):
+    """Only the CSRF token: the decision is the button pressed (allow / deny)."""
+
+
+def _error_redirect(redirect_uri: str, error: str, description: str, state: str | None):
+    """An authorization error sent back to the client, with `iss` (RFC 9207)."""
+    params = [("error", error), ("error_description", description)]
+    if state:
+        params.append(("state", state))
+    params.append(("iss", issuer()))
+    return redirect(add_params_to_uri(redirect_uri, params), code=302)
+
+
+def _grant_error(exc: OAuth2Error):
+    """Errors before the redirect URI is known to be the client's: a page, never a redirect."""
+    if exc.redirect_uri:
+        return _error_redirect(exc.redirect_uri, exc.error, exc.description or exc.error, exc.state)
+    audit.record("oidc.authorize.refused", actor=request.args.get("client_id", "unknown")[:254],
+                 reason=exc.error, client_ip=client_ip(), data={"detail": exc.description})
+    return error_page(_("The application's login request is invalid"),
+                      _("The application that sent you here made a request the login service cannot accept. "
+                        "Contact the application's administrator."),
+                      400, hint=f"{exc.error}: {exc.description}" if exc.description else exc.error)
+
+
+def _auth_too_old(session: SsoSession, max_age: str | None) -> bool:
+    if max_age is None or max_age == "":
+        return False
+    try:
+        seconds = int(max_age)
+    except ValueError:
+        return False
+    return (utcnow() - session.auth_time).total_seconds() > max(seconds, 0)
+
+
+def _has_consent(account: Account, client: Client, scopes: list[str]) -> bool:
+    row = db.session.scalar(db.select(Consent).where(Consent.account_id == account.id,
+                                                    Consent.client_id == client.get_client_id()))
+    return row is not None and set(scopes) <= set(row.scopes)
+
+
+def _remember_consent(account: Account, client: Client, scopes: list[str]) -> None:
+    row = db.session.scalar(db.select(Consent).where(Consent.account_id == account.id,
+                                                    Consent.client_id == client.get_client_id()))
+    if row is None:
+        row = Consent(account_id=account.id, client_id=client.get_client_id(), scopes=[], granted_at=utcnow())
+        db.session.add(row)
+    row.scopes = sorted(set(row.scopes) | set(scopes))
+    row.granted_at = utcnow()
+    audit.record("oidc.consent.granted", account_id=account.id, client_ip=client_ip(), commit=False,
+                 data={"client_id": client.get_client_id(), "scopes": scopes})
+    db.session.commit()
+
+
+@bp.route("/oidc/authorize", methods=["GET", "POST"])
+def authorize():
+    server = authorization_server()
+    current = current_session()
+    account = db.session.get(Account, current.account_id) if current else None
+    try:
+        grant = server.get_consent_grant(end_user=account)
+    except OAuth2Error as exc:
+        return _grant_error(exc)
+    client: Client = grant.client
+    data = grant.request.payload.data
+    state = grant.request.payload.state
+    redirect_uri = grant.redirect_uri
+    prompts = set((data.get("prompt") or "").split())
+    if "none" in prompts and len(prompts) > 1:
+        return _error_redirect(redirect_uri, "invalid_request", "prompt=none cannot be combined", state)
+
+    fresh = authflow.is_fresh(current)
+    if current is None or (not fresh and ("login" in prompts or _auth_too_old(current, data.get("max_age")))):
+        if "none" in prompts:
+            return _error_redirect(redirect_uri, "login_required", "The person is not logged in.", state)
+        authflow.remember_resume(request.full_path if request.method == "GET" else request.url,
+                                 label=client.name, login_hint=data.get("login_hint"))
+        params = {"renew": "true"} if current is not None else {}
+        return redirect(url_for("cas.login", **params), code=302)
+
+    svc: Service = client.service
+    if not provisioning.entitled(account, svc):
+        ref = audit.record("oidc.authorize.not_provisioned", account_id=account.id, reason="not_entitled",
+                           client_ip=client_ip(), data={"client_id": client.get_client_id()}).id
+        return render_template("login/not_provisioned.html", service=svc, account=account, policy=_policy(),
+                               last_migration=provisioning.last_migration(), ref=f"E{ref}"), 403
+
+    scopes = (grant.request.scope or "").split()
+    if not svc.first_party and ("consent" in prompts or not _has_consent(account, client, scopes)):
+        if "none" in prompts:
+            return _error_redirect(redirect_uri, "consent_required", "The person has not consented yet.", state)
+        form = ConsentForm()
+        if request.method == "POST" and form.validate_on_submit():
+            if request.form.get("decision") != "allow":
+                audit.record("oidc.consent.denied", account_id=account.id, client_ip=client_ip(),
+                             data={"client_id": client.get_client_id()})
+                return _error_redirect(redirect_uri, "access_denied", "The person declined.", state)
+            _remember_consent(account, client, scopes)
+        else:
+            return render_template("oidc/consent.html", form=form, client=client, account=account,
+                                   claims=claims.claims_for_consent(" ".join(scopes)), policy=_policy())
+
+    authflow.take_fresh(current)
+    grant.request.sso_session = current
+    response = server.create_authorization_response(grant_user=account, grant=grant)
+    if response.status_code == 302 and "code=" in (response.headers.get("Location") or ""):
+        sso.add_participant(current, service_id=svc.id, service_name=svc.name,
+                            service_url=redirect_uri, ticket="", now=utcnow(), protocol="oidc")
+        db.session.commit()
+    return response
+
+
+# --- token, userinfo, introspection, revocation -------------------------------------------------------------
+
+@bp.route("/oidc/token", methods=["POST"])
+@csrf.exempt
+def token():
+    return authorization_server().create_token_response()
+
+
+@bp.route("/oidc/userinfo", methods=["GET", "POST"])
+@csrf.exempt
+def userinfo():
+    protector = resource_protector()
+    tok = protector.acquire_token(["openid"])
+    account = db.session.get(Account, tok.account_id) if tok.account_id else None
+    if account is None or account.status != "active":
+        return jsonify({"error": "invalid_token"}), 401, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    return jsonify(claims.for_scope(account, tok.scope, _policy()))
+
+
+@bp.route("/oidc/introspect", methods=["POST"])
+@csrf.exempt
+def introspect():
+    return authorization_server().create_endpoint_response("introspection")
+
+
+@bp.route("/oidc/revoke", methods=["POST"])
+@csrf.exempt
+def revoke():
+    return authorization_server().create_endpoint_response("revocation")
+
+
+# --- RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) ---------------------------------------------
+
+class LogoutForm(FlaskForm):
+    """Confirmation when the request cannot prove it comes from the person's own app."""
+
+
+def _hint_claims(hint: str | None) -> dict | None:
+    if not hint:
+        return None
+    try:
+        return keystore().verify(hint, utcnow())  # an expired hint is still ours: exp is not checked
+    except InvalidToken:
+        return None
+
+
+@bp.route("/oidc/logout", methods=["GET", "POST"])
+def end_session():
+    values = request.values
+    hint = _hint_claims(values.get("id_token_hint"))
+    if values.get("id_token_hint") and hint is None:
+        return error_page(_("Logout request not accepted"),
+                          _("The application sent a logout request this service did not issue."), 400)
+    client_id = values.get("client_id") or (hint or {}).get("aud")
+    if isinstance(client_id, list):
+        client_id = client_id[0] if client_id else None
+    client = query_client(client_id) if client_id else None
+    if hint is not None and values.get("client_id") and values.get("client_id") not in _audiences(hint):
+        return error_page(_("Logout request not accepted"), _("The logout request names another application."), 400)
+    target = values.get("post_logout_redirect_uri")
+    if target and (client is None or target not in (client.service.post_logout_redirect_uris or [])):
+        audit.record("oidc.logout.bad_redirect", actor=client_id or "unknown", reason="unregistered_redirect",
+                     client_ip=client_ip(), data={"post_logout_redirect_uri": target[:512]})
+        return error_page(_("Logout request not accepted"),
+                          _("The application asked to return to an address it has not registered."), 400)
+
+    current = current_session(touch=False)
+    same_session = current is not None and hint is not None and hint.get("sid") == current.sid
+    form = LogoutForm()
+    confirmed = request.method == "POST" and form.validate_on_submit()
+    if current is not None and not same_session and not confirmed:
+        account = db.session.get(Account, current.account_id)
+        return render_template("oidc/logout_confirm.html", form=form, client=client, account=account,
+                               policy=_policy(), values={k: values.get(k) for k in (
+                                   "id_token_hint", "client_id", "post_logout_redirect_uri", "state")
+                                   if values.get(k)})
+    apps = []
+    if current is not None:
+        cfg = current_app.config
+        apps = sso.apps_summary(sso.end(current, reason="logout", client_ip=client_ip(),
+                                        timeout=cfg["CALLBACK_TIMEOUT"], allow_loopback=cfg["ALLOW_LOOPBACK_CALLBACKS"]))
+    if target:
+        response = redirect(add_params_to_uri(target, [("state", values["state"])] if values.get("state") else []))
+    else:
+        response = current_app.make_response(render_template(
+            "login/logged_out.html", apps=apps, was_logged_in=current is not None, policy=_policy()))
+    authflow.forget_everything()
+    clear_tgc(response)
+    return response
+
+
+def _audiences(claims_: dict) -> list[str]:
+    aud = claims_.get("aud")
+    return aud if isinstance(aud, list) else [aud] if aud else []
+
+
+# --- back-channel logout (OpenID Connect Back-Channel Logout 1.0) ---------------------------------------------
+
+def logout_message(participant, svc: Service | None, session: SsoSession, now: dt.datetime):
+    """The logout token POSTed to the client's backchannel_logout_uri (§2.4: no nonce, the event claim)."""
+    if svc is None or not svc.backchannel_logout_uri:
+        return None
+    account = db.session.get(Account, session.account_id)
+    ts = int(now.replace(tzinfo=dt.UTC).timestamp())
+    payload = {"iss": issuer(), "aud": svc.client_id, "iat": ts, "exp": ts + 120, "jti": secrets.token_urlsafe(16),
+               "sub": account.subject if account else None, "sid": session.sid, "events": {BACKCHANNEL_EVENT: {}}}
+    token_ = keystore().sign({k: v for k, v in payload.items() if v is not None},
+                             alg=svc.id_token_signed_response_alg or "RS256", typ="logout+jwt")
+    return svc.backchannel_logout_uri, {"logout_token": token_}
