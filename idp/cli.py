@@ -71,6 +71,17 @@ def _require_schema(app) -> None:
 
     if "alembic_version" not in inspect(db.engine).get_table_names():
         raise ConfigError("the database is not initialised: run `idp init` first")
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from idp import MIGRATIONS_DIR
+
+    with db.engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    heads = set(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+    if current != heads:
+        raise ConfigError(f"the database schema is at {', '.join(sorted(current)) or 'nothing'}, this version "
+                          f"needs {', '.join(sorted(heads))}: run `idp init` to upgrade it")
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,10 +70,22 @@ def _migrate(url: str, tmp_path_factory) -> None:
         db.engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def signing_keys(tmp_path_factory) -> Path:
+    """One generation of OIDC signing keys per run (RSA generation is slow), copied into each instance."""
+    from idp.core.clock import utcnow
+    from idp.oidc.keys import KeyStore
+
+    folder = tmp_path_factory.mktemp("keys")
+    KeyStore(folder).ensure(utcnow())
+    return folder / "oidc-keys.json"
+
+
 @pytest.fixture
-def instance_dir(tmp_path) -> Path:
+def instance_dir(tmp_path, signing_keys) -> Path:
     folder = tmp_path / "instance"
     folder.mkdir()
+    shutil.copy2(signing_keys, folder / signing_keys.name)
     return folder
 
 
