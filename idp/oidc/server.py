@@ -13,13 +13,14 @@ from pathlib import Path
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import ClientMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode as _OpenIDCode
+from authlib.oidc.core.util import create_half_hash
 from flask import current_app
 
 from idp.core import audit, claims
@@ -39,7 +40,8 @@ def digest(value: str) -> str:
 def keystore() -> KeyStore:
     """The instance's signing keys; created on first use if `idp init` has not made them yet."""
     store = KeyStore(Path(current_app.instance_path))
-    store.ensure(utcnow())
+    if not store.path.exists():  # ensure() re-reads the file; only needed the first time
+        store.ensure(utcnow())
     return store
 
 
@@ -98,7 +100,9 @@ class Client(ClientMixin):
         return method in ("client_secret_basic", "client_secret_post")
 
     def check_response_type(self, response_type: str) -> bool:
-        return response_type == "code"
+        """Only "code", and only for clients registered for the code grant (a client_credentials-only
+        service gets unauthorized_client, RFC 6749 §4.1.2.1)."""
+        return response_type == "code" and self.check_grant_type("authorization_code")
 
     def check_grant_type(self, grant_type: str) -> bool:
         allowed = self.service.grant_types or ["authorization_code", "refresh_token"]
@@ -131,14 +135,26 @@ def save_token(token: dict, request) -> None:
         if session is not None:
             refresh_expires = min(refresh_expires, session.expires_at)
     user = getattr(request, "user", None)
-    row = OAuthToken(
-        client_id=request.client.get_client_id(), account_id=user.id if user is not None else None,
-        session_id=session_id, access_token_hash=digest(token["access_token"]),
-        refresh_token_hash=digest(refresh) if refresh else None, scope=token.get("scope", ""), issued_at=now,
-        access_expires_at=now + dt.timedelta(seconds=int(token.get("expires_in", cfg["OIDC_ACCESS_TOKEN_LIFETIME"]))),
-        refresh_expires_at=refresh_expires, family=parent.family if parent else secrets.token_hex(8),
-        code_id=code.id if code else (parent.code_id if parent else None))
-    db.session.add(row)
+    common = {"client_id": request.client.get_client_id(), "account_id": user.id if user is not None else None,
+              "session_id": session_id, "issued_at": now,
+              "family": parent.family if parent else secrets.token_hex(8),
+              "code_id": code.id if code else (parent.code_id if parent else None)}
+    scope = token.get("scope", "")
+    access_expires = now + dt.timedelta(seconds=int(token.get("expires_in", cfg["OIDC_ACCESS_TOKEN_LIFETIME"])))
+    # A row holding a refresh token carries that refresh token's scope. RFC 6749 §6: the new refresh token's
+    # scope is identical to the presented one's, even when the client asked for a narrower access token.
+    refresh_scope = parent.scope if parent is not None else scope
+    if refresh and set(refresh_scope.split()) != set(scope.split()):
+        db.session.add(OAuthToken(**common, access_token_hash=digest(token["access_token"]), scope=scope,
+                                  access_expires_at=access_expires))
+        # The refresh token's own row: its access half is a random value never handed out, expired at once.
+        db.session.add(OAuthToken(**common, access_token_hash=digest(secrets.token_urlsafe(32)),
+                                  refresh_token_hash=digest(refresh), scope=refresh_scope, access_expires_at=now,
+                                  refresh_expires_at=refresh_expires))
+    else:
+        db.session.add(OAuthToken(**common, access_token_hash=digest(token["access_token"]),
+                                  refresh_token_hash=digest(refresh) if refresh else None, scope=scope,
+                                  access_expires_at=access_expires, refresh_expires_at=refresh_expires))
     db.session.commit()
 
 
@@ -245,15 +261,23 @@ class OpenIDCode(_OpenIDCode):
     def exists_nonce(self, nonce: str, request) -> bool:
         return False  # codes are single use; the RP checks the nonce in the ID token
 
-    def resolve_client_private_key(self, client: Client):
-        return keystore().signing_key(client.id_token_signed_response_alg)
-
     def get_client_algorithm(self, client: Client) -> str:
         return client.id_token_signed_response_alg
 
-    def get_encode_header(self, client: Client) -> dict:
-        key = keystore().signing_key(client.id_token_signed_response_alg)
-        return {"alg": client.id_token_signed_response_alg, "kid": key.kid, "typ": "JWT"}
+    def encode_id_token(self, token: dict, request) -> str:
+        """Authlib's claims (iss/aud/iat/exp, the code's nonce/auth_time/acr/amr/sid/azp, at_hash, the
+        scope's claims), signed by the KeyStore with the client's alg and the key's kid. Authlib's own
+        encoder goes through joserfc's default registry, which raises a SecurityWarning on every EdDSA
+        signature (an error wherever warnings are errors, as in the test suite)."""
+        client: Client = request.client
+        alg = client.id_token_signed_response_alg
+        out = self.get_compatible_claims(request)
+        if request.authorization_code:
+            out.update(self.get_authorization_code_claims(request.authorization_code))
+        if token.get("access_token"):
+            out["at_hash"] = create_half_hash(token["access_token"], alg).decode("ascii")
+        out.update(self.generate_user_info(request.user, token["scope"]))
+        return keystore().sign(out, alg=alg, typ="JWT")
 
     def get_client_claims(self, client: Client) -> dict:
         now = int(utcnow().replace(tzinfo=dt.UTC).timestamp())
@@ -269,7 +293,9 @@ class OpenIDCode(_OpenIDCode):
         return out
 
     def generate_user_info(self, user: Account, scope: str) -> dict:
-        return claims.for_scope(user, scope, current_app.extensions["idp.policy"])
+        """Only `sub` here: profile, e-mail and university claims come from userinfo (OIDC Core §5.4).
+        ID tokens travel back as `id_token_hint` in logout URLs, so they should carry no personal data."""
+        return {"sub": user.subject}
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -291,8 +317,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             return None
         if row.revoked_at is not None or (row.refresh_expires_at and row.refresh_expires_at <= now):
             return None
-        if not session_alive(row.session_id, now):
-            return None
+        if not session_alive(row.session_id, now) or self.authenticate_user(row) is None:
+            return None  # invalid_grant (Authlib would answer invalid_request for a missing user)
         if row.session_id:
             session = db.session.get(SsoSession, row.session_id)
             session.last_used_at = now  # an app refreshing counts as use of the session
@@ -315,26 +341,53 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
 # --- introspection and revocation -----------------------------------------------------------------------
 
+def _check_token_params(request) -> None:
+    """`token` is required; an unknown token_type_hint is ignored and the search covers every kind
+    (RFC 7662 §2.1, RFC 7009 §2.1: the server MAY ignore the hint). Authlib answers an unknown hint with
+    unsupported_token_type and status 401, the status of a failed client authentication."""
+    if "token" not in request.form:
+        raise InvalidRequestError("Missing 'token' in request.")
+
+
 class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
+    def check_params(self, request, client) -> None:
+        _check_token_params(request)
+
     def query_token(self, token_string: str, token_type_hint: str | None):
-        return find_token(token_string, token_type_hint)
+        row = find_token(token_string, token_type_hint)
+        if row is not None:  # which half of the row was presented decides which lifetime counts
+            row.presented = "refresh_token" if row.refresh_token_hash == digest(token_string) else "access_token"
+        return row
 
     def check_permission(self, token: OAuthToken, client: Client, request) -> bool:
         """Resource servers (any confidential client, e.g. the mail server) may introspect."""
         return not client.public
 
+    def create_introspection_payload(self, token: OAuthToken | None) -> dict:
+        # Authlib's version judges every token by token.is_expired(), the access token's lifetime: a
+        # refresh token would read inactive once its access token expired, though it still works.
+        return {"active": False} if token is None else self.introspect_token(token)
+
     def introspect_token(self, token: OAuthToken) -> dict:
         now = utcnow()
-        active = token.revoked_at is None and token.access_expires_at > now and session_alive(token.session_id, now)
+        refresh = getattr(token, "presented", "access_token") == "refresh_token"
+        expires = token.refresh_expires_at if refresh else token.access_expires_at
+        active = (token.revoked_at is None and token.rotated_at is None and (expires is None or expires > now)
+                  and session_alive(token.session_id, now))
         if not active:
             return {"active": False}
-        out = {"active": True, "client_id": token.client_id, "scope": token.scope, "token_type": "Bearer",
-               "exp": _ts(token.access_expires_at), "iat": _ts(token.issued_at), "iss": issuer(),
-               "aud": token.client_id}
+        out = {"active": True, "client_id": token.client_id, "scope": token.scope, "iat": _ts(token.issued_at),
+               "iss": issuer(), "aud": token.client_id}
+        if expires is not None:
+            out["exp"] = _ts(expires)
+        if not refresh:
+            out["token_type"] = "Bearer"
         if token.account_id is not None:
             account = db.session.get(Account, token.account_id)
+            if account is None or account.status != "active":
+                return {"active": False}
             out["sub"] = account.subject
             out["username"] = claims.preferred_username(account, current_app.extensions["idp.policy"])
         return out
@@ -342,6 +395,9 @@ class Introspection(IntrospectionEndpoint):
 
 class Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def check_params(self, request, client) -> None:
+        _check_token_params(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None):
         return find_token(token_string, token_type_hint)
@@ -370,6 +426,19 @@ class Issuer(IssuerParameter):
         return issuer()
 
 
+class Server(AuthorizationServer):
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """A failed client authentication looks the same whatever failed (unknown client_id, wrong secret,
+        wrong method): 401 with a Basic challenge (RFC 6749 §5.2) and one description. Authlib answers an
+        unknown client_id sent by client_secret_post with 400 and "does not exist", a wrong secret with 401:
+        a way to probe which client_ids exist."""
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as exc:
+            raise InvalidClientError(status_code=401 if "client_secret_basic" in methods else 400,
+                                     description="Client authentication failed.") from exc
+
+
 def init_app(app) -> None:
     """One Authlib server and resource protector per app (kept in app.extensions)."""
     cfg = app.config
@@ -377,7 +446,7 @@ def init_app(app) -> None:
     app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
         "authorization_code": cfg["OIDC_ACCESS_TOKEN_LIFETIME"], "refresh_token": cfg["OIDC_ACCESS_TOKEN_LIFETIME"],
         "client_credentials": cfg["OIDC_ACCESS_TOKEN_LIFETIME"]}
-    server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
+    server = Server(app, query_client=query_client, save_token=save_token)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode(require_nonce=False)])
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)

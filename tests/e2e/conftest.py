@@ -1,4 +1,7 @@
-"""End-to-end fixtures: a real `idp serve` process, a relying app, headless Chromium (Playwright).
+"""End-to-end fixtures: a real `idp serve` process, two relying apps, headless Chromium (Playwright).
+
+The apps: a CAS app (relying_app.py, python-cas) and an "e-learning" OpenID Connect client
+(oidc_app.py, the `oic` library), both registered in the IdP's service registry.
 
 The IdP is set up through its command line only (DESIGN.md section 2): `idp init`, `idp users import`,
 `idp services load`, `idp users set-password`, `idp serve`. Nothing here imports the application.
@@ -6,6 +9,7 @@ Every step has a time limit; the server's process group is always terminated at 
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import socket
@@ -21,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.databases import postgres_base, postgres_schema
+from tests.e2e.oidc_app import CLIENT_ID, CLIENT_SECRET, SCOPES, OidcApp
 from tests.e2e.relying_app import RelyingApp
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +39,13 @@ STEP_TIMEOUT_MS = 10_000
 #: Limit for each `idp` command and for the server to start answering.
 COMMAND_TIMEOUT = 30
 START_TIMEOUT = 20
+#: Each test as a whole (the session's set-up is bounded separately, step by step). Past it the test
+#: fails with TimeoutError; should even that not unwind, the run is ended with every thread's stack.
+TEST_TIMEOUT = int(os.environ.get("E2E_TEST_TIMEOUT", "120"))
+HARD_TIMEOUT = TEST_TIMEOUT + 60
 
 SERVICE_NAME = "Aplikacja E2E"
+OIDC_SERVICE_NAME = "e-learning"
 PASSWORD = "Kwitnące-Jabłonie-Nad-Wisłą-73"
 STUDENT = {
     "album": "12345",
@@ -95,7 +105,11 @@ def run_idp(args: list[str], env: dict[str, str], *, stdin: str | None = None) -
     return done.stdout
 
 
-def _write_inputs(folder: Path, app: RelyingApp) -> tuple[Path, Path]:
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+
+def _write_inputs(folder: Path, app: RelyingApp, elearning: OidcApp) -> tuple[Path, Path]:
     people = folder / "people.csv"
     columns = list(STUDENT)
     people.write_text(",".join(columns) + "\n" + ",".join(STUDENT[c] for c in columns) + "\n", encoding="utf-8")
@@ -106,7 +120,19 @@ def _write_inputs(folder: Path, app: RelyingApp) -> tuple[Path, Path]:
         'protocol = "cas"\n'
         f"service_pattern = '^http://127\\.0\\.0\\.1:{app.port}/app/.*$'\n"
         'attributes = ["mail", "album", "given_name", "family_name"]\n'
-        f'logout_url = "{app.url}/slo"\n',
+        f'logout_url = "{app.url}/slo"\n'
+        "\n"
+        "[[service]]\n"
+        f'name = "{OIDC_SERVICE_NAME}"\n'
+        'protocol = "oidc"\n'
+        f'client_id = "{CLIENT_ID}"\n'
+        f'client_secret = "{CLIENT_SECRET}"\n'
+        f"redirect_uris = {_toml_list([elearning.redirect_uri])}\n"
+        f"scopes = {_toml_list(SCOPES)}\n"
+        'grant_types = ["authorization_code", "refresh_token"]\n'
+        f"post_logout_redirect_uris = {_toml_list([elearning.post_logout_redirect_uri])}\n"
+        f'backchannel_logout_uri = "{elearning.backchannel_logout_uri}"\n'
+        "first_party = true\n",
         encoding="utf-8")
     return people, services
 
@@ -163,6 +189,30 @@ def relying_app() -> Iterator[RelyingApp]:
 
 
 @pytest.fixture(scope="session")
+def elearning_app() -> Iterator[OidcApp]:
+    app = OidcApp().start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(autouse=True)
+def time_limit(request) -> Iterator[None]:
+    """Bound each test's own run time (SIGALRM in the main thread), with a hard stop behind it."""
+    def expired(_signum, _frame):
+        raise TimeoutError(f"{request.node.nodeid} ran longer than {TEST_TIMEOUT} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIMEOUT)
+    faulthandler.dump_traceback_later(HARD_TIMEOUT, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="session")
 def database_env() -> Iterator[dict[str, str]]:
     """IDP_DATABASE_URL for the served IdP: SQLite in the instance by default; with
     IDP_TEST_DATABASE_URL, a schema of its own in that PostgreSQL database, dropped afterwards."""
@@ -175,10 +225,11 @@ def database_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def idp(tmp_path_factory, relying_app: RelyingApp, artifacts: Path, database_env: dict[str, str]) -> Iterator[Idp]:
+def idp(tmp_path_factory, relying_app: RelyingApp, elearning_app: OidcApp, artifacts: Path,
+        database_env: dict[str, str]) -> Iterator[Idp]:
     """A fresh instance set up with the CLI and served by `idp serve` on a free port of 127.0.0.1."""
     instance = tmp_path_factory.mktemp("idp-instance")
-    people, services = _write_inputs(tmp_path_factory.mktemp("idp-input"), relying_app)
+    people, services = _write_inputs(tmp_path_factory.mktemp("idp-input"), relying_app, elearning_app)
     env = clean_env(IDP_INSTANCE=str(instance), CI=os.environ.get("CI", "true"),
                     # The floor the app accepts outside tests (ASVS): keeps each login cheap.
                     IDP_ARGON2_TIME_COST="2", IDP_ARGON2_MEMORY_COST="19456", IDP_ARGON2_PARALLELISM="1",
@@ -187,7 +238,7 @@ def idp(tmp_path_factory, relying_app: RelyingApp, artifacts: Path, database_env
     out = run_idp(["users", "import", str(people)], env)
     assert "added 1" in out, out
     out = run_idp(["services", "load", str(services)], env)
-    assert SERVICE_NAME in out, out
+    assert SERVICE_NAME in out and OIDC_SERVICE_NAME in out, out
     out = run_idp(["users", "set-password", STUDENT["aliases"]], env, stdin=PASSWORD + "\n")
     assert "password set for 12345" in out, out
 
@@ -219,6 +270,7 @@ def idp(tmp_path_factory, relying_app: RelyingApp, artifacts: Path, database_env
         else:
             pytest.fail(f"`idp serve` could not bind a free port; last log lines:\n{_tail(log)}", pytrace=False)
         relying_app.state.idp_url = url
+        elearning_app.state.issuer = url  # the IdP's issuer is its base URL; oic discovers the rest
         yield Idp(url=url, port=port, instance=instance, log=log, process=proc)
     finally:
         if proc is not None:

@@ -12,9 +12,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from cas import CASClient
-from playwright.sync_api import Page, Response, expect
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import CANONICAL_USER, PASSWORD, SERVICE_NAME
+from tests.e2e.helpers import redirect_chain as _redirect_chain
+from tests.e2e.helpers import submit_login as _submit
+from tests.e2e.helpers import ticket_of as _ticket
 
 pytestmark = pytest.mark.e2e
 
@@ -22,29 +25,6 @@ SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
 #: INTEROP.md: CAS clients must accept 32 characters; mod_auth_cas reads SLO bodies through 1024 bytes.
 MAX_TICKET = 32
 MAX_SLO_BODY = 1024
-
-
-def _ticket(url: str) -> str:
-    return parse_qs(urlsplit(url).query)["ticket"][0]
-
-
-def _redirect_chain(response: Response) -> list[tuple[str, int]]:
-    """Every hop of a navigation, first to last, with its status."""
-    hops = []
-    request = response.request
-    while request is not None:
-        r = request.response()
-        hops.append((request.url, r.status if r else 0))
-        request = request.redirected_from
-    return list(reversed(hops))
-
-
-def _submit(page: Page, username: str, password: str) -> Response:
-    page.locator('input[name="username"]').fill(username)
-    page.locator('input[name="password"]').fill(password)
-    with page.expect_navigation() as nav:
-        page.locator('form button[type="submit"]').click()
-    return nav.value
 
 
 def _validation(app, ticket: str):
