@@ -43,6 +43,11 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     cfg = config_mod.load(folder, overrides)
     app = Flask(__name__, instance_path=str(folder))
     app.config.update(cfg)
+    if cfg["TRUSTED_PROXIES"] > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = cfg["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
 
     base = urlsplit(cfg["BASE_URL"])
     https = base.scheme == "https"

@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     # when BASE_URL itself is a loopback address, i.e. a development instance.
     "ALLOW_LOOPBACK_CALLBACKS": None,
     "LOG_LEVEL": "INFO",
+    # Reverse proxies in front of the IdP whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
+    # Behind a TLS-terminating load balancer set 1, or the app sees plain http and refuses OAuth.
+    "TRUSTED_PROXIES": 0,
 }
 
 #: Floors from the issue (OWASP/ASVS): never below these outside tests.

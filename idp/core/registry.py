@@ -101,7 +101,10 @@ def _validate(entry: dict, index: int, path: str) -> dict:
         if ua is not None and ua not in USERNAME_ATTRIBUTES:
             raise RegistryError(f"{where}: username_attribute must be one of {', '.join(USERNAME_ATTRIBUTES)}")
     else:
-        for key in ("client_id", "redirect_uris"):
+        needed = ["client_id"]
+        if set(entry.get("grant_types", ["authorization_code"])) & {"authorization_code", "refresh_token"}:
+            needed.append("redirect_uris")  # a client_credentials-only service never redirects
+        for key in needed:
             if key not in entry:
                 raise RegistryError(f"{where}: {key!r} is required for an OIDC client")
         for key in ("redirect_uris", "post_logout_redirect_uris"):

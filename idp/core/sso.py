@@ -19,7 +19,7 @@ from idp.core.clock import utcnow
 from idp.core.policy import Policy
 from idp.core.tickets import digest, new_id
 from idp.extensions import db
-from idp.models import Account, OAuthToken, Service, SessionParticipant, SsoSession, Ticket
+from idp.models import Account, AuthorizationCode, OAuthToken, Service, SessionParticipant, SsoSession, Ticket
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,16 @@ def start(account: Account, policy: Policy, *, warn: bool, client_ip: str | None
             db.session.execute(db.update(Ticket)
                                .where(Ticket.session_id == replaces.id)
                                .values(session_id=session.id))
+            # OIDC tokens and codes too; and the public sid stays the same, so a later back-channel
+            # logout token names the sid the clients were given (Back-Channel Logout 1.0 §2.7).
+            db.session.execute(db.update(OAuthToken).where(OAuthToken.session_id == replaces.id)
+                               .values(session_id=session.id))
+            db.session.execute(db.update(AuthorizationCode).where(AuthorizationCode.session_id == replaces.id)
+                               .values(session_id=session.id))
+            sid = replaces.sid
+            replaces.sid = secrets.token_urlsafe(16)
+            db.session.flush()
+            session.sid = sid
             _end_row(replaces, "reauthenticated", now)
         else:
             # Another person logs in on this browser: the previous one is logged out properly.

@@ -31,7 +31,8 @@ def init_app(app: Flask) -> None:
                          f"default-src 'self'; script-src 'self' 'nonce-{csp_nonce()}'; style-src 'self'; "
                          "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
             h.setdefault("X-Frame-Options", "DENY")
-        if request.endpoint != "static":
+        if request.endpoint != "static" and "Cache-Control" not in h:
+            # Views that may be cached say so themselves (discovery, JWKS); everything else is private.
             h["Cache-Control"] = "no-store"
             h["Pragma"] = "no-cache"
         if app.config["BASE_URL"].startswith("https://"):

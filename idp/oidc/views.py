@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import MissingAuthorizationError, UnsupportedTokenTypeError
+from authlib.oauth2.rfc6750.errors import InsufficientScopeError
 from flask import current_app, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFError
 
 from idp.core import audit, claims, provisioning, sso
 from idp.core.clock import utcnow
@@ -123,7 +127,9 @@ def _auth_too_old(session: SsoSession, max_age: str | None) -> bool:
         seconds = int(max_age)
     except ValueError:
         return False
-    return (utcnow() - session.auth_time).total_seconds() > max(seconds, 0)
+    if seconds <= 0:
+        return True  # max_age=0: authenticate now, whatever the clock says (≈ prompt=login)
+    return (utcnow() - session.auth_time).total_seconds() > seconds
 
 
 def _has_consent(account: Account, client: Client, scopes: list[str]) -> bool:
@@ -146,7 +152,13 @@ def _remember_consent(account: Account, client: Client, scopes: list[str]) -> No
 
 
 @bp.route("/oidc/authorize", methods=["GET", "POST"])
+@csrf.exempt  # a relying party may POST the request (OIDC Core §3.1.2.1); the consent decision checks its own
 def authorize():
+    if request.method == "POST" and "decision" not in request.form:
+        # An authorization request sent as a form POST: go on as the equivalent GET, so that the login
+        # page's resume and the consent form (which posts back to the current URL) keep every parameter.
+        return redirect(url_for("oidc.authorize") + "?" + urlencode(list(request.values.items(multi=True))),
+                        code=303)
     server = authorization_server()
     current = current_session()
     account = db.session.get(Account, current.account_id) if current else None
@@ -161,13 +173,18 @@ def authorize():
     prompts = set((data.get("prompt") or "").split())
     if "none" in prompts and len(prompts) > 1:
         return _error_redirect(redirect_uri, "invalid_request", "prompt=none cannot be combined", state)
+    # OIDC Core §6.1, §6.2: request objects are not supported (discovery says so); ignoring one would
+    # answer a request other than the one the client signed.
+    if data.get("request"):
+        return _error_redirect(redirect_uri, "request_not_supported", "Request objects are not supported.", state)
+    if data.get("request_uri"):
+        return _error_redirect(redirect_uri, "request_uri_not_supported", "request_uri is not supported.", state)
 
     fresh = authflow.is_fresh(current)
     if current is None or (not fresh and ("login" in prompts or _auth_too_old(current, data.get("max_age")))):
         if "none" in prompts:
             return _error_redirect(redirect_uri, "login_required", "The person is not logged in.", state)
-        authflow.remember_resume(request.full_path if request.method == "GET" else request.url,
-                                 label=client.name, login_hint=data.get("login_hint"))
+        authflow.remember_resume(request.full_path, label=client.name, login_hint=data.get("login_hint"))
         params = {"renew": "true"} if current is not None else {}
         return redirect(url_for("cas.login", **params), code=302)
 
@@ -183,7 +200,9 @@ def authorize():
         if "none" in prompts:
             return _error_redirect(redirect_uri, "consent_required", "The person has not consented yet.", state)
         form = ConsentForm()
-        if request.method == "POST" and form.validate_on_submit():
+        if request.method == "POST":
+            if not form.validate_on_submit():  # only the CSRF token can fail
+                raise CSRFError(_("The form has expired"))
             if request.form.get("decision") != "allow":
                 audit.record("oidc.consent.denied", account_id=account.id, client_ip=client_ip(),
                              data={"client_id": client.get_client_id()})
@@ -211,14 +230,34 @@ def token():
     return authorization_server().create_token_response()
 
 
+def _bearer_error(status: int, error: str | None = None, description: str | None = None):
+    """RFC 6750 §3: a challenge on every refusal; no error code when no token was presented at all."""
+    challenge = "Bearer"
+    body = {}
+    if error:
+        challenge += f' error="{error}"'
+        body["error"] = error
+        if description:
+            challenge += f', error_description="{description}"'
+            body["error_description"] = description
+    return jsonify(body), status, {"WWW-Authenticate": challenge}
+
+
 @bp.route("/oidc/userinfo", methods=["GET", "POST"])
 @csrf.exempt
 def userinfo():
     protector = resource_protector()
-    tok = protector.acquire_token(["openid"])
+    try:
+        tok = protector.acquire_token(["openid"])
+    except (MissingAuthorizationError, UnsupportedTokenTypeError):
+        return _bearer_error(401)
+    except InsufficientScopeError:
+        return _bearer_error(403, "insufficient_scope", "The access token was not issued for the openid scope.")
+    except OAuth2Error:
+        return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
     account = db.session.get(Account, tok.account_id) if tok.account_id else None
     if account is None or account.status != "active":
-        return jsonify({"error": "invalid_token"}), 401, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
     return jsonify(claims.for_scope(account, tok.scope, _policy()))
 
 
@@ -241,15 +280,21 @@ class LogoutForm(FlaskForm):
 
 
 def _hint_claims(hint: str | None) -> dict | None:
+    """The claims of an ID token we issued, or None. An expired hint is still ours: exp is not checked.
+    Our logout tokens are signed with the same keys but are no ID tokens (they carry `events`)."""
     if not hint:
         return None
     try:
-        return keystore().verify(hint, utcnow())  # an expired hint is still ours: exp is not checked
+        out = keystore().verify(hint, utcnow())
     except InvalidToken:
         return None
+    if out.get("iss") != issuer() or "events" in out or not out.get("sub"):
+        return None
+    return out
 
 
 @bp.route("/oidc/logout", methods=["GET", "POST"])
+@csrf.exempt  # RP-Initiated Logout §2: relying parties may POST; the confirmation form checks its own token
 def end_session():
     values = request.values
     hint = _hint_claims(values.get("id_token_hint"))
