@@ -34,7 +34,7 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     """
     from idp.core import passwords
     from idp.core.policy import load_policy
-    from idp.extensions import babel, csrf, db, migrate
+    from idp.extensions import babel, csrf, db, limiter, migrate
     from idp.http import errors, i18n, security
 
     overrides = dict(overrides or {})
@@ -72,6 +72,8 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
         BABEL_DEFAULT_TIMEZONE="Europe/Warsaw",
         BABEL_TRANSLATION_DIRECTORIES=str(PACKAGE_DIR / "translations"),
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        RATELIMIT_STORAGE_URI=cfg["REDIS_URL"] or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
     )
     logging.basicConfig(level=cfg["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -80,6 +82,7 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     babel.init_app(app, locale_selector=i18n.select_locale)
     csrf.init_app(app)
+    limiter.init_app(app)
     passwords.init_app(app)
     security.init_app(app)
     i18n.init_app(app)
@@ -93,6 +96,9 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     app.register_blueprint(login_bp)
     app.register_blueprint(cas_bp)
     app.register_blueprint(recovery_bp)
+    from idp.account import bp as account_bp
+
+    app.register_blueprint(account_bp)
 
     from idp import oidc
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from idp.core import audit
 from idp.core.clock import utcnow
 from idp.core.errors import DomainError
 from idp.core.passwords import hasher
-from idp.core.policy import PersonData, Policy, Violation, check_password
+from idp.core.policy import PersonData, Policy, Verdict, Violation, evaluate
 from idp.extensions import db
-from idp.models import Account, Identifier
+from idp.models import Account, Identifier, OAuthToken, PasswordHistory, SsoSession
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -86,24 +88,70 @@ def attribute(account: Account, name: str, policy: Policy):
 
 
 def person_data(account: Account, pesel: str = "") -> PersonData:
+    """The person's data the password rules look for; the PESEL only through its keyed hash."""
     return PersonData(
         first_name=account.first_name, last_name=account.last_name,
         identifiers=tuple(i.value for i in account.identifiers), album=account.album, pesel=pesel,
         birth_date=account.birth_date.isoformat() if account.birth_date else "",
+        pesel_hash=account.pesel_hash or "", pesel_key=current_app.config["PESEL_KEY"] if account.pesel_hash else "",
     )
 
 
+def verify_password(account: Account, password: str) -> bool:
+    """The person's current password, checked exactly as typed (one argon2 verification either way)."""
+    return hasher().verify(account.password_hash, password)
+
+
+def _previous_hashes(account: Account, depth: int) -> list[str]:
+    rows = db.session.scalars(db.select(PasswordHistory.password_hash)
+                              .where(PasswordHistory.account_id == account.id)
+                              .order_by(PasswordHistory.id.desc()).limit(max(depth - 1, 0)))
+    current = [account.password_hash] if account.password_hash else []
+    return (current + list(rows))[:depth]
+
+
+def seen_before(account: Account, policy: Policy) -> Callable[[str], bool]:
+    """The history rule: the new password equals one of the last N (the current one included),
+    compared with the stored argon2 hashes."""
+    depth = policy.data["password"]["history"]
+
+    def check(password: str) -> bool:
+        return any(hasher().verify(h, password) for h in _previous_hashes(account, depth))
+    return check
+
+
+def evaluate_password(account: Account, password: str, policy: Policy, *, pesel: str = "") -> Verdict:
+    """The verdict the live checklist shows and every setter enforces: one engine, one answer."""
+    return evaluate(password, person_data(account, pesel), policy, seen_before=seen_before(account, policy))
+
+
+def password_expired(account: Account, policy: Policy, now: dt.datetime | None = None) -> bool:
+    """The policy's optional maximum age (NIST advises none; some institutions require it)."""
+    days = policy.data["password"]["max_age_days"]
+    if not days or account.password_changed_at is None:
+        return False
+    return (now or utcnow()) - account.password_changed_at > dt.timedelta(days=days)
+
+
 def set_password(account: Account, password: str, policy: Policy, *, temporary: bool = False,
-                 actor: str = "self", forbid_current: bool = False, now: dt.datetime | None = None) -> None:
-    """The one path that sets a password: policy check, hash, audit. Raises PasswordRejected."""
-    violations = check_password(password, person_data(account), policy)
-    if forbid_current and account.password_hash and hasher().verify(account.password_hash, password):
+                 actor: str = "self", forbid_current: bool = False, keep_session: SsoSession | None = None,
+                 pesel: str = "", now: dt.datetime | None = None) -> None:
+    """The one path that sets a password: policy check, hash, history, audit, and the side effects.
+
+    Every SSO session of the account except `keep_session` ends (its apps are told), and every refresh
+    token is revoked: whoever knew the old password loses what it gave them. Raises PasswordRejected.
+    """
+    violations = evaluate_password(account, password, policy, pesel=pesel).violations
+    if (forbid_current and account.password_hash and not any(v.code == "reused" for v in violations)
+            and hasher().verify(account.password_hash, password)):
         violations.append(Violation("same_as_current", _l("The new password must differ from the current one.")))
     if violations:
         audit.record("password.rejected", actor=actor, account_id=account.id,
                      reason=violations[0].code, data={"rules": [v.code for v in violations]}, now=now)
         raise PasswordRejected(violations)
     now = now or utcnow()
+    if account.password_hash:
+        db.session.add(PasswordHistory(account_id=account.id, password_hash=account.password_hash, replaced_at=now))
     account.password_hash = hasher().hash(password)
     account.password_temporary = temporary
     account.password_changed_at = now
@@ -111,3 +159,34 @@ def set_password(account: Account, password: str, policy: Policy, *, temporary: 
     audit.record("password.set", actor=actor, account_id=account.id, reason="temporary" if temporary else None,
                  now=now, commit=False)
     db.session.commit()
+    _trim_history(account)
+    end_other_sessions(account, keep=keep_session, reason="password_changed", now=now)
+
+
+def _trim_history(account: Account, keep: int = 24) -> None:
+    ids = list(db.session.scalars(db.select(PasswordHistory.id).where(PasswordHistory.account_id == account.id)
+                                  .order_by(PasswordHistory.id.desc()).offset(keep)))
+    if ids:
+        db.session.execute(db.delete(PasswordHistory).where(PasswordHistory.id.in_(ids)))
+        db.session.commit()
+
+
+def end_other_sessions(account: Account, *, keep: SsoSession | None, reason: str,
+                       now: dt.datetime | None = None) -> int:
+    """End every live SSO session of the account but `keep`, and revoke every refresh token."""
+    from idp.core import sso
+
+    now = now or utcnow()
+    sessions = list(db.session.scalars(db.select(SsoSession).where(SsoSession.account_id == account.id,
+                                                                  SsoSession.ended_at.is_(None))))
+    ended = 0
+    for session in sessions:
+        if keep is not None and session.id == keep.id:
+            continue
+        sso.end(session, reason=reason, now=now, actor="idp")
+        ended += 1
+    db.session.execute(db.update(OAuthToken).where(OAuthToken.account_id == account.id,
+                                                   OAuthToken.refresh_token_hash.is_not(None),
+                                                   OAuthToken.revoked_at.is_(None)).values(revoked_at=now))
+    db.session.commit()
+    return ended

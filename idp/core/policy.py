@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,17 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "fragment_length": (_INT, lambda v: _range(v, 3, 10)),
         "min_score": (_INT, lambda v: _range(v, 0, 4)),
         "first_login_change": (_BOOL, None),
+        "history": (_INT, lambda v: _range(v, 0, 24)),
+        "max_age_days": (_INT, lambda v: _range(v, 0, 3650)),
+        "blocklist": (_BOOL, None),
+        "context_words": (_LIST_STR, None),
+    },
+    "reset": {
+        "send_to": (_LIST_STR, lambda v: _subset(v, ("university_email", "private_email"))),
+        "link_lifetime_minutes": (_INT, lambda v: _range(v, 5, 7 * 24 * 60)),
+        "reveal_unknown_identifier": (_BOOL, None),
+        "security_question": (_STR, lambda v: _one_of(v, ("pesel", "none"))),
+        "max_wrong_answers": (_INT, lambda v: _range(v, 1, 20)),
     },
     "migration": {
         "schedule": (_LIST_STR, lambda v: [_hhmm(x) for x in v] and None),
@@ -211,6 +224,19 @@ def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 # --- password rules ---------------------------------------------------------------------------------
+#
+# One engine for every path that sets a password. Cheap rules first; zxcvbn on a bounded prefix; the
+# history (argon2 comparisons, done by the caller through `seen_before`) only when nothing else fails.
+
+#: zxcvbn 4.5 raises above 72 characters and costs ~50 ms near that length with the Polish
+#: dictionaries: only this prefix is scored (a longer password is long enough to be strong anyway).
+ZXCVBN_PREFIX = 64
+#: Top entries of zxcvbn's leaked-password frequency list used as the blocklist (whole-password match).
+BLOCKLIST_SIZE = 10000
+#: Words that must not appear in any password at any university (NIST: context-specific words).
+GENERIC_CONTEXT_WORDS = ("usos", "usosweb", "student", "uczelnia", "haslo", "password")
+STRENGTH = {0: _l("very weak"), 1: _l("weak"), 2: _l("fair"), 3: _l("strong"), 4: _l("very strong")}
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -220,7 +246,8 @@ class Violation:
 
 @dataclass(frozen=True)
 class PersonData:
-    """What the password may not contain: the person's own data, plain (never stored like this)."""
+    """What the password may not contain: the person's own data. Never stored like this: the PESEL is
+    either typed by the person (reset) or recognised through its keyed hash (`pesel_hash` + key)."""
 
     first_name: str = ""
     last_name: str = ""
@@ -228,6 +255,29 @@ class PersonData:
     album: str = ""
     pesel: str = ""
     birth_date: str = ""  # YYYY-MM-DD
+    pesel_hash: str = ""
+    pesel_key: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One line of the checklist a person sees while typing."""
+
+    code: str
+    label: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    score: int
+    violations: list[Violation]
+    rules: list[Rule]
+
+    @property
+    def strength(self) -> str:
+        return str(STRENGTH[self.score])
 
 
 def normalise(password: str) -> str:
@@ -241,16 +291,65 @@ def _fold(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
-def _personal_fragments(person: PersonData) -> list[str]:
-    words: list[str] = [person.first_name, person.last_name, person.album, person.pesel]
+def _name_fragments(person: PersonData) -> list[str]:
+    """Words whose fragments count: names, login and e-mail local parts, album number."""
+    words: list[str] = [person.first_name, person.last_name, person.album]
+    for part in (person.first_name + " " + person.last_name).replace("-", " ").split():
+        words.append(part)
     for ident in person.identifiers:
         local = ident.split("@", 1)[0]
         words.extend(re.split(r"[._\-+]", local))
         words.append(local)
-    if person.birth_date:
-        y, m, d = person.birth_date.split("-")
-        words += [y + m + d, d + m + y, d + m + y[2:], y[2:] + m + d]
     return [_fold(w) for w in words if w]
+
+
+def _date_forms(person: PersonData) -> list[str]:
+    """The birth date as people write it, digits only (separators are stripped from the password too)."""
+    if not person.birth_date:
+        return []
+    y, m, d = person.birth_date.split("-")
+    return [y + m + d, d + m + y, d + m + y[2:], y[2:] + m + d, m + d + y]
+
+
+def _contains_pesel(password: str, person: PersonData) -> bool:
+    digits = re.sub(r"\D", "", password)
+    if person.pesel and person.pesel in digits:
+        return True
+    if person.pesel_hash and person.pesel_key:
+        from idp.core.pesel import keyed_hash
+
+        for run in re.findall(r"\d{11,}", password) + ([digits] if len(digits) >= 11 else []):
+            for i in range(len(run) - 10):
+                if keyed_hash(run[i:i + 11], person.pesel_key) == person.pesel_hash:
+                    return True
+    return False
+
+
+def _personal(password: str, person: PersonData, n: int) -> bool:
+    folded = _fold(password)
+    for word in _name_fragments(person):
+        if len(word) >= n and any(word[i:i + n] in folded for i in range(len(word) - n + 1)):
+            return True
+    digits = re.sub(r"\D", "", password)
+    if any(form in digits for form in _date_forms(person)):
+        return True
+    return _contains_pesel(password, person)
+
+
+@lru_cache(maxsize=1)
+def _blocklist() -> frozenset[str]:
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(w.lower() for w in FREQUENCY_LISTS["passwords"][:BLOCKLIST_SIZE])
+
+
+def context_words(policy: Policy) -> list[str]:
+    inst = policy.data["institution"]
+    words = [inst.get("short_name", ""), inst.get("city", ""), *inst.get("mail_domains", [])]
+    words += [d.split(".")[0] for d in inst.get("mail_domains", [])]
+    words += [w for w in inst["name"].split() if len(w) >= 5]
+    words += list(policy.data["password"].get("context_words", [])) + list(GENERIC_CONTEXT_WORDS)
+    return sorted({_fold(w) for w in words if len(w) >= 3})
 
 
 def _zxcvbn_score(password: str, user_inputs: list[str]) -> int:
@@ -260,39 +359,62 @@ def _zxcvbn_score(password: str, user_inputs: list[str]) -> int:
     from zxcvbn import zxcvbn
 
     zxcvbn_pl.register()
-    # zxcvbn 4.5 raises ValueError above 72 characters; such lengths are strong by length alone.
-    return zxcvbn(password[:72], user_inputs=user_inputs)["score"]
+    return zxcvbn(password[:ZXCVBN_PREFIX], user_inputs=user_inputs)["score"]
 
 
-def check_password(password: str, person: PersonData, policy: Policy) -> list[Violation]:
-    """Every rule the password breaks, all at once. Empty list: acceptable."""
+def evaluate(password: str, person: PersonData, policy: Policy, *,
+             seen_before: Callable[[str], bool] | None = None) -> Verdict:
+    """Every rule, its state, and the zxcvbn score. `seen_before(password)` answers the history rule
+    (argon2 comparisons live in passwords.py); it runs only when every other rule passes."""
     rules = policy.data["password"]
     password = normalise(password)
-    out: list[Violation] = []
     if len(password) > rules["max_length"]:
-        # Refuse before any expensive check: absurd input must not cost CPU.
-        return [Violation("too_long", _l("The password may have at most %(n)s characters.", n=rules["max_length"]))]
-    if len(password) < rules["min_length"]:
-        out.append(Violation("too_short", _l("The password must have at least %(n)s characters.", n=rules["min_length"])))
-    if rules["require_lower"] and not any(c.islower() for c in password):
-        out.append(Violation("no_lower", _l("The password must contain a lower case letter.")))
-    if rules["require_upper"] and not any(c.isupper() for c in password):
-        out.append(Violation("no_upper", _l("The password must contain an upper case letter.")))
-    if rules["require_digit_or_special"] and all(c.isalpha() for c in password):
-        out.append(Violation("no_digit_or_special", _l("The password must contain a digit or a special character.")))
+        # Refused before any expensive check: absurd input must not cost CPU.
+        msg = _l("The password may have at most %(n)s characters.", n=rules["max_length"])
+        return Verdict(False, 0, [Violation("too_long", msg)], [Rule("too_long", str(msg), False)])
+    checks: list[tuple[str, bool, Any, Any]] = []  # code, ok, checklist label, violation message
+    n_min = rules["min_length"]
+    checks.append(("too_short", len(password) >= n_min, _l("at least %(n)s characters", n=n_min),
+                   _l("The password must have at least %(n)s characters.", n=n_min)))
+    if rules["require_lower"]:
+        checks.append(("no_lower", any(c.islower() for c in password), _l("a lower case letter"),
+                       _l("The password must contain a lower case letter.")))
+    if rules["require_upper"]:
+        checks.append(("no_upper", any(c.isupper() for c in password), _l("an upper case letter"),
+                       _l("The password must contain an upper case letter.")))
+    if rules["require_digit_or_special"]:
+        checks.append(("no_digit_or_special", not all(c.isalpha() for c in password),
+                       _l("a digit or a special character"),
+                       _l("The password must contain a digit or a special character.")))
     if rules["forbid_personal_data"]:
+        checks.append(("personal_data", not _personal(password, person, rules["fragment_length"]),
+                       _l("no fragments of your personal data or your login"),
+                       _l("The password must not contain fragments of your personal data or your login.")))
+    if rules["blocklist"]:
         folded = _fold(password)
-        n = rules["fragment_length"]
-        for word in _personal_fragments(person):
-            if len(word) >= n and any(word[i:i + n] in folded for i in range(len(word) - n + 1)):
-                out.append(Violation("personal_data",
-                                     _l("The password must not contain fragments of your personal data or your login.")))
-                break
+        checks.append(("common", password.lower() not in _blocklist() and folded not in _blocklist(),
+                       _l("not a commonly used password"),
+                       _l("This password is on the list of the most commonly used passwords.")))
+        checks.append(("context", not any(w in folded for w in context_words(policy)),
+                       _l("not the university's name or words such as usos or student"),
+                       _l("The password must not contain the university's name or words such as usos or student.")))
+    score = _zxcvbn_score(password, _name_fragments(person) + context_words(policy))
     if rules["min_score"] > 0:
-        inputs = [w for w in _personal_fragments(person) if w] + [
-            _fold(policy.data["institution"].get("city", "")), _fold(policy.data["institution"]["name"]),
-            "usos", "student", "uczelnia",
-        ]
-        if _zxcvbn_score(password, [w for w in inputs if w]) < rules["min_score"]:
-            out.append(Violation("weak", _l("The password is too easy to guess: add more unusual words.")))
-    return out
+        checks.append(("weak", score >= rules["min_score"],
+                       _l("strength at least: %(level)s", level=STRENGTH[rules["min_score"]]),
+                       _l("The password is too easy to guess (strength: %(level)s). Add more unusual words.",
+                          level=STRENGTH[score])))
+    if rules["history"] > 0:
+        others_ok = all(ok for _, ok, _, _ in checks)
+        reused = bool(others_ok and seen_before is not None and seen_before(password))
+        checks.append(("reused", not reused,
+                       _l("different from your previous %(n)s passwords", n=rules["history"]),
+                       _l("The password must be different from your previous %(n)s passwords.", n=rules["history"])))
+    violations = [Violation(code, message) for code, ok, _, message in checks if not ok]
+    return Verdict(not violations, score, violations, [Rule(code, str(label), ok) for code, ok, label, _ in checks])
+
+
+def check_password(password: str, person: PersonData, policy: Policy, *,
+                   seen_before: Callable[[str], bool] | None = None) -> list[Violation]:
+    """Every rule the password breaks, all at once. Empty list: acceptable."""
+    return evaluate(password, person, policy, seen_before=seen_before).violations

@@ -16,7 +16,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
-from idp.core import authn, provisioning, sso
+from idp.core import accounts, authn, provisioning, sso
 from idp.core.authn import AuthResult
 from idp.http.security import client_ip
 from idp.models import Account, SsoSession
@@ -76,7 +76,8 @@ def establish(account: Account, *, warn: bool, current: SsoSession | None) -> Es
 # --- required actions: a temporary password must be changed before any ticket ------------------------
 
 def needs_required_action(account: Account) -> bool:
-    return account.password_temporary
+    """A temporary password, or one older than the policy's maximum age, is changed before any app."""
+    return account.password_temporary or accounts.password_expired(account, policy())
 
 
 def begin_required_action(account: Account, *, warn: bool, resume: str):
@@ -149,3 +150,16 @@ def pop_resume() -> str | None:
 def forget_everything() -> None:
     """Logout: nothing of the person's browser session (CSRF token, pending logins) survives."""
     session.clear()
+
+
+def current_person():
+    """Whose password a page is about: the person in the middle of a required action, else the
+    logged-in person. None for anonymous visitors."""
+    from idp.extensions import db
+    from idp.http.sso_cookie import current_session
+
+    pending = pending_required_action()
+    if pending:
+        return db.session.get(Account, pending["account_id"])
+    current = current_session(touch=False)
+    return db.session.get(Account, current.account_id) if current else None

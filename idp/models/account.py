@@ -62,3 +62,15 @@ class Identifier(db.Model):
     value: Mapped[str] = mapped_column(String(254), unique=True)
 
     account: Mapped[Account] = relationship(back_populates="identifiers")
+
+
+class PasswordHistory(db.Model):
+    """Earlier password hashes of an account, for the policy's "different from previous ones" rule."""
+
+    __tablename__ = "password_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    #: When this password stopped being the current one.
+    replaced_at: Mapped[dt.datetime]

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import PasswordField
+from wtforms.validators import EqualTo, InputRequired, Length
+
+
+class ChangeOwnPasswordForm(FlaskForm):
+    current_password = PasswordField(_l("Current password"), validators=[InputRequired(), Length(max=1024)],
+                                     render_kw={"autocomplete": "current-password", "autofocus": True})
+    new_password = PasswordField(_l("New password"), validators=[InputRequired(), Length(max=1024)],
+                                 render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("Repeat new password"),
+                            validators=[InputRequired(), EqualTo("new_password", _l("The passwords do not match."))],
+                            render_kw={"autocomplete": "new-password"})
