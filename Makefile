@@ -41,7 +41,7 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 translations: install
-	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l -o idp/translations/messages.pot .
+	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l -k lazy_ngettext:1,2 -k _ln:1,2 -o idp/translations/messages.pot .
 	$(VENV)/bin/pybabel update -i idp/translations/messages.pot -d idp/translations --no-fuzzy-matching
 	$(VENV)/bin/pybabel compile -d idp/translations
 

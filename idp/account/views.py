@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 from idp.account import bp
 from idp.account.forms import ChangeOwnPasswordForm
 from idp.core import accounts, audit
+from idp.core.policy import Rule
 from idp.extensions import db
 from idp.http.security import client_ip
 from idp.http.sso_cookie import current_session
@@ -23,6 +24,7 @@ def change_password():
     policy = current_app.extensions["idp.policy"]
     form = ChangeOwnPasswordForm()
     violations: list[str] = []
+    failed_rules: set[str] | None = None  # codes of the rules the submitted password broke
     done = False
     if form.validate_on_submit():
         if not accounts.verify_password(account, form.current_password.data):
@@ -36,6 +38,22 @@ def change_password():
                 done = True
             except accounts.PasswordRejected as exc:
                 violations = [str(v.message) for v in exc.violations]
+                failed_rules = {v.code for v in exc.violations}
     failed = form.is_submitted() and not done
+    rules, checked = checklist(account, policy, failed_rules)
     return render_template("account/password.html", form=form, violations=violations, done=done, policy=policy,
-                           account=account, title=_("Change password")), 400 if failed else 200
+                           account=account, rules=rules, rules_checked=checked,
+                           title=_("Change password")), 400 if failed else 200
+
+
+def checklist(account: Account, policy, failed: set[str] | None) -> tuple[list[Rule], bool]:
+    """The policy's rules for the checklist, from the engine itself (labels in the reader's language).
+
+    Nothing typed yet (`failed` None): the rules unjudged. After a refused submission: each rule marked by
+    whether the engine reported it broken, so the list reads right without JavaScript too. An over-long
+    password is refused before the other rules run: they stay unjudged then.
+    """
+    rules = accounts.evaluate_password(account, "", policy).rules
+    if failed is None or "too_long" in failed:
+        return rules, False
+    return [Rule(r.code, r.label, r.code not in failed) for r in rules], True

@@ -7,7 +7,6 @@ import re
 from collections.abc import Callable
 
 from flask import current_app
-from flask_babel import lazy_gettext as _l
 
 from idp.core import audit
 from idp.core.clock import utcnow
@@ -120,9 +119,15 @@ def seen_before(account: Account, policy: Policy) -> Callable[[str], bool]:
     return check
 
 
-def evaluate_password(account: Account, password: str, policy: Policy, *, pesel: str = "") -> Verdict:
-    """The verdict the live checklist shows and every setter enforces: one engine, one answer."""
-    return evaluate(password, person_data(account, pesel), policy, seen_before=seen_before(account, policy))
+def evaluate_password(account: Account, password: str, policy: Policy, *, pesel: str = "",
+                      forbid_current: bool = True) -> Verdict:
+    """The verdict the live checklist shows and every setter enforces: one engine, one answer.
+    `forbid_current`: a change by the person must change the password (off for staff setting one)."""
+    def is_current(candidate: str) -> bool:
+        return bool(account.password_hash) and hasher().verify(account.password_hash, candidate)
+
+    return evaluate(password, person_data(account, pesel), policy, seen_before=seen_before(account, policy),
+                    is_current=is_current if forbid_current else None)
 
 
 def password_expired(account: Account, policy: Policy, now: dt.datetime | None = None) -> bool:
@@ -141,10 +146,7 @@ def set_password(account: Account, password: str, policy: Policy, *, temporary: 
     Every SSO session of the account except `keep_session` ends (its apps are told), and every refresh
     token is revoked: whoever knew the old password loses what it gave them. Raises PasswordRejected.
     """
-    violations = evaluate_password(account, password, policy, pesel=pesel).violations
-    if (forbid_current and account.password_hash and not any(v.code == "reused" for v in violations)
-            and hasher().verify(account.password_hash, password)):
-        violations.append(Violation("same_as_current", _l("The new password must differ from the current one.")))
+    violations = evaluate_password(account, password, policy, pesel=pesel, forbid_current=forbid_current).violations
     if violations:
         audit.record("password.rejected", actor=actor, account_id=account.id,
                      reason=violations[0].code, data={"rules": [v.code for v in violations]}, now=now)

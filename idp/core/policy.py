@@ -6,6 +6,7 @@ merged key by key over `policies/default.toml`, so it carries only what its manu
 from __future__ import annotations
 
 import re
+import threading
 import tomllib
 import unicodedata
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext as _ln
 
 from idp.config import PROJECT_ROOT
 
@@ -231,6 +233,9 @@ def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None
 #: zxcvbn 4.5 raises above 72 characters and costs ~50 ms near that length with the Polish
 #: dictionaries: only this prefix is scored (a longer password is long enough to be strong anyway).
 ZXCVBN_PREFIX = 64
+#: The longest canonical decomposition is 4 code points (U+1F82), so NFKC output is never shorter than
+#: a quarter of its input: the bound for refusing over-long input before normalising it.
+NFKC_MAX_SHRINK = 4
 #: Top entries of zxcvbn's leaked-password frequency list used as the blocklist (whole-password match).
 BLOCKLIST_SIZE = 10000
 #: Words that must not appear in any password at any university (NIST: context-specific words).
@@ -291,8 +296,8 @@ def _fold(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
-def _name_fragments(person: PersonData) -> list[str]:
-    """Words whose fragments count: names, login and e-mail local parts, album number."""
+def _person_words(person: PersonData) -> list[str]:
+    """Words whose fragments count, as written: names, login and e-mail local parts, album number."""
     words: list[str] = [person.first_name, person.last_name, person.album]
     for part in (person.first_name + " " + person.last_name).replace("-", " ").split():
         words.append(part)
@@ -300,7 +305,12 @@ def _name_fragments(person: PersonData) -> list[str]:
         local = ident.split("@", 1)[0]
         words.extend(re.split(r"[._\-+]", local))
         words.append(local)
-    return [_fold(w) for w in words if w]
+    return [w for w in words if w]
+
+
+def _name_fragments(person: PersonData) -> list[str]:
+    """The person's words, folded for fragment matching."""
+    return [_fold(w) for w in _person_words(person)]
 
 
 def _date_forms(person: PersonData) -> list[str]:
@@ -343,13 +353,42 @@ def _blocklist() -> frozenset[str]:
     return frozenset(w.lower() for w in FREQUENCY_LISTS["passwords"][:BLOCKLIST_SIZE])
 
 
-def context_words(policy: Policy) -> list[str]:
+def _context_source(policy: Policy) -> list[str]:
     inst = policy.data["institution"]
     words = [inst.get("short_name", ""), inst.get("city", ""), *inst.get("mail_domains", [])]
     words += [d.split(".")[0] for d in inst.get("mail_domains", [])]
     words += [w for w in inst["name"].split() if len(w) >= 5]
     words += list(policy.data["password"].get("context_words", [])) + list(GENERIC_CONTEXT_WORDS)
-    return sorted({_fold(w) for w in words if len(w) >= 3})
+    return [w for w in words if len(w) >= 3]
+
+
+def context_words(policy: Policy) -> list[str]:
+    return sorted({_fold(w) for w in _context_source(policy)})
+
+
+def _user_inputs(person: PersonData, policy: Policy) -> list[str]:
+    """zxcvbn's user inputs: each word as written and folded. zxcvbn lower-cases but does not fold, so
+    with folded words alone the person's own `Brzęczyszczykiewicz1` would score "very strong"."""
+    written = [w.lower() for w in _person_words(person) + _context_source(policy)]
+    return list(dict.fromkeys(written + _name_fragments(person) + context_words(policy)))
+
+
+#: zxcvbn puts each call's user inputs in a module-level dict (matching.RANKED_DICTIONARIES) and reads
+#: them back while matching: concurrent calls in threads would score one person's password against
+#: another person's data. One call at a time (zxcvbn is pure Python: the GIL serialises it anyway).
+_ZXCVBN_LOCK = threading.Lock()
+
+
+def _contains_context(folded: str, words: list[str]) -> bool:
+    """Long context words anywhere; short ones (agh, kpu, uni) only where they are not part of a longer
+    word, so "Komunikat" is not refused for containing "uni" while "agh2024" still is."""
+    for w in words:
+        if len(w) > 3:
+            if w in folded:
+                return True
+        elif re.search(rf"(?<![a-z]){re.escape(w)}(?![a-z])", folded):
+            return True
+    return False
 
 
 def _zxcvbn_score(password: str, user_inputs: list[str]) -> int:
@@ -359,23 +398,35 @@ def _zxcvbn_score(password: str, user_inputs: list[str]) -> int:
     from zxcvbn import zxcvbn
 
     zxcvbn_pl.register()
-    return zxcvbn(password[:ZXCVBN_PREFIX], user_inputs=user_inputs)["score"]
+    with _ZXCVBN_LOCK:
+        return zxcvbn(password[:ZXCVBN_PREFIX], user_inputs=user_inputs)["score"]
+
+
+def _too_long(n: int) -> Verdict:
+    msg = _ln("The password may have at most %(num)s character.", "The password may have at most %(num)s characters.", n)
+    return Verdict(False, 0, [Violation("too_long", msg)], [Rule("too_long", str(msg), False)])
 
 
 def evaluate(password: str, person: PersonData, policy: Policy, *,
-             seen_before: Callable[[str], bool] | None = None) -> Verdict:
+             seen_before: Callable[[str], bool] | None = None,
+             is_current: Callable[[str], bool] | None = None) -> Verdict:
     """Every rule, its state, and the zxcvbn score. `seen_before(password)` answers the history rule
     (argon2 comparisons live in passwords.py); it runs only when every other rule passes."""
     rules = policy.data["password"]
+    # Refused before any expensive check: absurd input must not cost CPU, not even NFKC's (which may
+    # take a second on a 2 MB form field). NFKC shrinks text at most NFKC_MAX_SHRINK-fold, so input
+    # longer than that many times the maximum is too long whatever it normalises to.
+    if len(password) > NFKC_MAX_SHRINK * rules["max_length"]:
+        return _too_long(rules["max_length"])
     password = normalise(password)
     if len(password) > rules["max_length"]:
-        # Refused before any expensive check: absurd input must not cost CPU.
-        msg = _l("The password may have at most %(n)s characters.", n=rules["max_length"])
-        return Verdict(False, 0, [Violation("too_long", msg)], [Rule("too_long", str(msg), False)])
+        return _too_long(rules["max_length"])
     checks: list[tuple[str, bool, Any, Any]] = []  # code, ok, checklist label, violation message
     n_min = rules["min_length"]
-    checks.append(("too_short", len(password) >= n_min, _l("at least %(n)s characters", n=n_min),
-                   _l("The password must have at least %(n)s characters.", n=n_min)))
+    checks.append(("too_short", len(password) >= n_min,
+                   _ln("at least %(num)s character", "at least %(num)s characters", n_min),
+                   _ln("The password must have at least %(num)s character.",
+                       "The password must have at least %(num)s characters.", n_min)))
     if rules["require_lower"]:
         checks.append(("no_lower", any(c.islower() for c in password), _l("a lower case letter"),
                        _l("The password must contain a lower case letter.")))
@@ -395,10 +446,10 @@ def evaluate(password: str, person: PersonData, policy: Policy, *,
         checks.append(("common", password.lower() not in _blocklist() and folded not in _blocklist(),
                        _l("not a commonly used password"),
                        _l("This password is on the list of the most commonly used passwords.")))
-        checks.append(("context", not any(w in folded for w in context_words(policy)),
+        checks.append(("context", not _contains_context(folded, context_words(policy)),
                        _l("not the university's name or words such as usos or student"),
                        _l("The password must not contain the university's name or words such as usos or student.")))
-    score = _zxcvbn_score(password, _name_fragments(person) + context_words(policy))
+    score = _zxcvbn_score(password, _user_inputs(person, policy))
     if rules["min_score"] > 0:
         checks.append(("weak", score >= rules["min_score"],
                        _l("strength at least: %(level)s", level=STRENGTH[rules["min_score"]]),
@@ -410,11 +461,18 @@ def evaluate(password: str, person: PersonData, policy: Policy, *,
         checks.append(("reused", not reused,
                        _l("different from your previous %(n)s passwords", n=rules["history"]),
                        _l("The password must be different from your previous %(n)s passwords.", n=rules["history"])))
+    elif is_current is not None:
+        # No history rule, but a change must still change something (temporary password, change page).
+        others_ok = all(ok for _, ok, _, _ in checks)
+        same = bool(others_ok and is_current(password))
+        checks.append(("same_as_current", not same, _l("different from your current password"),
+                       _l("The new password must differ from the current one.")))
     violations = [Violation(code, message) for code, ok, _, message in checks if not ok]
     return Verdict(not violations, score, violations, [Rule(code, str(label), ok) for code, ok, label, _ in checks])
 
 
 def check_password(password: str, person: PersonData, policy: Policy, *,
-                   seen_before: Callable[[str], bool] | None = None) -> list[Violation]:
+                   seen_before: Callable[[str], bool] | None = None,
+                   is_current: Callable[[str], bool] | None = None) -> list[Violation]:
     """Every rule the password breaks, all at once. Empty list: acceptable."""
-    return evaluate(password, person, policy, seen_before=seen_before).violations
+    return evaluate(password, person, policy, seen_before=seen_before, is_current=is_current).violations

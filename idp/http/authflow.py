@@ -86,8 +86,17 @@ def begin_required_action(account: Account, *, warn: bool, resume: str):
     return redirect(url_for("login.change_password"))
 
 
+#: How long a person has, after typing a temporary password, to choose the new one.
+PENDING_SECONDS = 900
+
+
 def pending_required_action() -> dict | None:
-    return session.get(_PENDING)
+    """The login waiting for a password change; None when there is none or it is too old."""
+    pending = session.get(_PENDING)
+    if pending and time.time() - pending.get("at", 0) > PENDING_SECONDS:
+        session.pop(_PENDING, None)
+        return None
+    return pending
 
 
 def finish_required_action() -> str:
@@ -152,14 +161,16 @@ def forget_everything() -> None:
     session.clear()
 
 
-def current_person():
-    """Whose password a page is about: the person in the middle of a required action, else the
-    logged-in person. None for anonymous visitors."""
+def current_person(purpose: str):
+    """Whose password a form is about: `required` — the person in the middle of a required action (a
+    temporary or expired password); `account` — the logged-in person. None when there is nobody."""
     from idp.extensions import db
     from idp.http.sso_cookie import current_session
 
-    pending = pending_required_action()
-    if pending:
-        return db.session.get(Account, pending["account_id"])
-    current = current_session(touch=False)
-    return db.session.get(Account, current.account_id) if current else None
+    if purpose == "required":
+        pending = pending_required_action()
+        return db.session.get(Account, pending["account_id"]) if pending else None
+    if purpose == "account":
+        current = current_session(touch=False)
+        return db.session.get(Account, current.account_id) if current else None
+    return None

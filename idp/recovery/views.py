@@ -29,7 +29,7 @@ def verdict_json(verdict: Verdict) -> dict:
 def check():
     """The server's own verdict on a candidate password, for the checklist and meter on password forms:
     the page never calls "strong" what the server would refuse."""
-    account = authflow.current_person()
+    account = authflow.current_person(request.args.get("for", "account"))
     if account is None:
         return jsonify({"error": "no_person"}), 401
     data = request.get_json(silent=True) or request.form

@@ -5,7 +5,7 @@ import pytest
 
 from idp import create_app
 from idp.config import PROJECT_ROOT
-from idp.core.policy import DEFAULT_POLICY, PolicyError, load_policy
+from idp.core.policy import DEFAULT_POLICY, SCHEMA, PolicyError, load_policy
 from tests.conftest import CHEAP_ARGON2
 
 SHIPPED = sorted((PROJECT_ROOT / "policies").glob("*.toml"))
@@ -190,3 +190,137 @@ def test_a_directory_or_non_utf8_file_is_a_policy_error(tmp_path):
     path.write_bytes('[institution]\nname = "Łódź"\n'.encode("cp1250"))
     with pytest.raises(PolicyError, match="not UTF-8"):
         load_policy(path)
+
+
+# --- what each institution's manual says ------------------------------------------------------------------
+
+def _shipped(name: str):
+    return load_policy(PROJECT_ROOT / "policies" / name)
+
+
+def test_default_policy_follows_nist():
+    rules = load_policy().data["password"]
+    assert rules["min_length"] >= 15 and rules["max_length"] >= 64  # a password used alone
+    assert not (rules["require_lower"] or rules["require_upper"] or rules["require_digit_or_special"])
+    assert rules["max_age_days"] == 0  # no periodic expiry
+    assert rules["history"] == 0
+    assert rules["blocklist"] is True and rules["forbid_personal_data"] is True
+    assert rules["first_login_change"] is False
+    reset = load_policy().data["reset"]
+    assert reset["reveal_unknown_identifier"] is False
+    assert reset["send_to"] == ["university_email"]
+    assert 5 <= reset["link_lifetime_minutes"]
+
+
+def test_kpu_krosno_carries_its_manual():
+    """"Loginem na platformie jest prywatny mail", "Przy pierwszym logowaniu jest wymagana zmiana hasła",
+    the reset link goes to the private e-mail from IRK."""
+    kpu = _shipped("kpu-krosno.toml")
+    assert kpu.login.identifiers == ["private_email"]
+    assert kpu.password.first_login_change is True
+    assert kpu.reset.send_to == ["private_email"]
+    assert kpu.institution.short_name == "KPU" and kpu.institution.city == "Krosno"
+    assert {"kpu", "krosno"} <= set(kpu.password.context_words)
+    assert kpu.password.min_length == 15  # the manual prints no length: NIST default
+
+
+def test_agh_carries_its_manual():
+    """"at least 8 characters; a lower case letter, an upper case letter, a digit or a special character;
+    not fragments of your personal data or your login; different than previous ones; the strength should
+    show: strong"; log in with the university e-mail; reset link to it; "Nie znaleziono użytkownika"."""
+    agh = _shipped("agh.toml")
+    rules = agh.data["password"]
+    assert rules["min_length"] == 8
+    assert rules["require_lower"] and rules["require_upper"] and rules["require_digit_or_special"]
+    assert rules["forbid_personal_data"] is True
+    assert rules["history"] > 0
+    assert rules["min_score"] == 3  # "strong"
+    assert agh.login.identifiers[0] == "university_email" and "album" not in agh.login.identifiers
+    assert agh.login.canonical_identifier == "university_email"
+    assert agh.reset.send_to == ["university_email"]
+    assert agh.reset.reveal_unknown_identifier is True
+    assert agh.reset.security_question == "pesel"
+    assert agh.institution.city == "Kraków"
+
+
+@pytest.mark.parametrize("name", ["uni-opole.toml", "politechnika-opolska.toml"])
+def test_opole_universities_reset_to_the_private_address(name):
+    policy = _shipped(name)
+    assert policy.reset.send_to == ["private_email"]
+    assert policy.institution.city == "Opole"
+    assert policy.reset.reveal_unknown_identifier is False  # the manuals say nothing: the default
+    assert policy.password.min_length == 15 and not policy.password.require_upper
+
+
+def test_only_kpu_forces_a_first_login_change():
+    assert {p.name for p in SHIPPED if load_policy(p).password.first_login_change} == {"kpu-krosno.toml"}
+
+
+# --- the lifecycle keys -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("password", "history", "-1", "between 0 and 24"),
+    ("password", "history", "25", "between 0 and 24"),
+    ("password", "history", '"3"', "integer"),
+    ("password", "history", "true", "integer"),
+    ("password", "max_age_days", "-1", "between 0 and 3650"),
+    ("password", "max_age_days", "3651", "between 0 and 3650"),
+    ("password", "max_age_days", "90.0", "integer"),
+    ("password", "blocklist", '"yes"', "boolean"),
+    ("password", "context_words", '"agh"', "list of strings"),
+    ("password", "context_words", "[1]", "list of strings"),
+    ("reset", "send_to", "[]", "must not be empty"),
+    ("reset", "send_to", '["sms"]', "sms"),
+    ("reset", "send_to", '["private_email", "alias"]', "alias"),
+    ("reset", "send_to", '"private_email"', "list of strings"),
+    ("reset", "security_question", '"mothers_maiden_name"', "pesel"),
+    ("reset", "security_question", "false", "string"),
+    ("reset", "link_lifetime_minutes", "4", "between 5"),
+    ("reset", "link_lifetime_minutes", "100000", "between 5"),
+    ("reset", "max_wrong_answers", "0", "between 1 and 20"),
+    ("reset", "max_wrong_answers", "21", "between 1 and 20"),
+    ("reset", "reveal_unknown_identifier", '"true"', "boolean"),
+])
+def test_lifecycle_keys_are_validated(tmp_path, section, key, value, expected):
+    message = _error(tmp_path, f"[{section}]\n{key} = {value}\n")  # names the file
+    assert f"{section}.{key}" in message and expected in message, message
+
+
+def test_unknown_reset_key(tmp_path):
+    assert "reset.send_link_to" in _error(tmp_path, '[reset]\nsend_link_to = ["private_email"]\n')
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("password", "history", 0), ("password", "history", 24), ("password", "max_age_days", 0),
+    ("password", "max_age_days", 3650), ("password", "blocklist", False), ("password", "context_words", []),
+    ("reset", "send_to", ["university_email", "private_email"]), ("reset", "security_question", "none"),
+    ("reset", "link_lifetime_minutes", 5), ("reset", "max_wrong_answers", 20),
+])
+def test_lifecycle_key_boundaries_load(tmp_path, section, key, value):
+    import json
+
+    path = write(tmp_path, f"[{section}]\n{key} = {json.dumps(value)}\n")
+    assert load_policy(path).data[section][key] == value
+
+
+def test_lifecycle_overrides_are_validated():
+    assert load_policy(None, {"password.history": 3}).password.history == 3
+    assert load_policy(None, {"password.max_age_days": 90}).password.max_age_days == 90
+    with pytest.raises(PolicyError, match=r"<overrides>.*password\.history"):
+        load_policy(None, {"password.history": 25})
+    with pytest.raises(PolicyError, match=r"<overrides>.*reset\.send_to"):
+        load_policy(None, {"reset.send_to": ["sms"]})
+
+
+def test_every_key_is_documented():
+    """The issue: "Document every key in policies/README.md"."""
+    readme = (PROJECT_ROOT / "policies" / "README.md").read_text(encoding="utf-8")
+    for section, keys in SCHEMA.items():
+        assert f"`[{section}]`" in readme, section
+        for key in keys:
+            assert f"`{key}`" in readme, f"{section}.{key}"
+
+
+def test_every_key_has_a_default():
+    data = load_policy().data
+    assert {s: set(k) for s, k in SCHEMA.items()} == {s: set(v) for s, v in data.items()}

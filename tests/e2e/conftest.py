@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -68,6 +68,8 @@ class Idp:
     instance: Path
     log: Path
     process: subprocess.Popen
+    #: The environment the instance was set up with: more `idp` commands (run_idp) against the same database.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -271,7 +273,7 @@ def idp(tmp_path_factory, relying_app: RelyingApp, elearning_app: OidcApp, artif
             pytest.fail(f"`idp serve` could not bind a free port; last log lines:\n{_tail(log)}", pytrace=False)
         relying_app.state.idp_url = url
         elearning_app.state.issuer = url  # the IdP's issuer is its base URL; oic discovers the rest
-        yield Idp(url=url, port=port, instance=instance, log=log, process=proc)
+        yield Idp(url=url, port=port, instance=instance, log=log, process=proc, env=env)
     finally:
         if proc is not None:
             stop_process_group(proc)
@@ -309,3 +311,40 @@ def new_context(browser):
     yield make
     for ctx in made:
         ctx.close()
+
+
+# --- more people, each with a password set through the command line -------------------------------------
+
+@dataclass
+class Person:
+    album: str
+    login: str  # the university e-mail address, lower case (what <cas:user> carries)
+    password: str
+    first_name: str
+    last_name: str
+
+
+_people_made = 0
+
+
+@pytest.fixture
+def make_person(idp: Idp, tmp_path: Path):
+    """Factory: a new person imported with `idp users import` and given a password with
+    `idp users set-password` (`--temporary` when asked), so each test changes only its own person's password."""
+    def make(password: str, *, temporary: bool = False, first_name: str = "Grażyna",
+             last_name: str = "Wiśniewska") -> Person:
+        global _people_made
+        _people_made += 1
+        album = f"{77000 + _people_made}"
+        login = f"osoba{album}@student.example.edu.pl"
+        people = tmp_path / f"people-{album}.csv"
+        people.write_text("album,pesel,birth_date,first_name,last_name,university_email,private_email,role,aliases\n"
+                          f"{album},,1999-03-14,{first_name},{last_name},{login},,student,\n", encoding="utf-8")
+        out = run_idp(["users", "import", str(people)], idp.env)
+        assert "added 1" in out, out
+        args = ["users", "set-password", *(["--temporary"] if temporary else []), login]
+        out = run_idp(args, idp.env, stdin=password + "\n")
+        assert f"password set for {album}" in out, out
+        return Person(album=album, login=login, password=password, first_name=first_name, last_name=last_name)
+
+    return make

@@ -554,7 +554,7 @@ def test_temporary_password_changes_then_returns_to_the_client(client, app, clie
     error_redirect(client.get("/oidc/authorize", query_string=auth_params(MAIL, prompt="none")), MAIL_CB,
                    "login_required")
     page = client.get("/login/change-password")
-    new = "Zupełnie-Nowe-Hasło-Latarnia-2031"
+    new = "Zupełnie-Nowy-Kwiat-Latarnia-2031"
     r = client.post("/login/change-password", data={"csrf_token": csrf_token(page.get_data(as_text=True)),
                                                     "new_password": new, "confirm": new})
     for _ in range(4):  # follow the IdP's own redirects back to /oidc/authorize and on to the client
