@@ -5,9 +5,11 @@ the same suite on PostgreSQL. Each test run gets its own PostgreSQL schema; rows
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -203,3 +205,32 @@ def callback_server():
     yield server
     server.shutdown()
     server.server_close()
+
+
+# --- time ----------------------------------------------------------------------------------------------
+
+class Clock:
+    """Frozen time that moves only when told."""
+
+    def __init__(self, start: dt.datetime):
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+@pytest.fixture
+def clock(monkeypatch, app) -> Clock:
+    """Replace every module's `utcnow` (each imported it by name: idp.core.clock, idp.cas.views, sso …)."""
+    from idp.core import clock as clock_mod
+
+    original = clock_mod.utcnow
+    fake = Clock(original().replace(microsecond=0))
+    monkeypatch.setattr(clock_mod, "utcnow", fake)
+    for name, module in list(sys.modules.items()):
+        if (name.startswith("idp.") or name.startswith("tests.")) and getattr(module, "utcnow", None) is original:
+            monkeypatch.setattr(module, "utcnow", fake)
+    return fake

@@ -2,11 +2,9 @@
 misbehave on purpose, and parsers for what a relying app reads (CAS XML/JSON, SAML logoutRequest)."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import socket
-import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -139,32 +137,7 @@ def logout_request(body: str) -> ET.Element:
     return root
 
 
-# --- time ----------------------------------------------------------------------------------------------
-
-class Clock:
-    def __init__(self, start: dt.datetime):
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta) -> None:
-        self.now += dt.timedelta(**delta)
-
-
-@pytest.fixture
-def clock(monkeypatch, app) -> Clock:
-    """Frozen time that moves only when told. Every module imported `utcnow` by name, so each copy
-    is replaced (idp.core.clock, idp.cas.views, idp.core.sso, audit, authn, ...)."""
-    from idp.core import clock as clock_mod
-
-    original = clock_mod.utcnow
-    fake = Clock(original())
-    monkeypatch.setattr(clock_mod, "utcnow", fake)
-    for name, module in list(sys.modules.items()):
-        if (name.startswith("idp.") or name.startswith("tests.")) and getattr(module, "utcnow", None) is original:
-            monkeypatch.setattr(module, "utcnow", fake)
-    return fake
+# --- time: the `clock` fixture and Clock live in tests/conftest.py ---------------------------------------
 
 
 # --- the registry --------------------------------------------------------------------------------------

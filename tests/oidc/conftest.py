@@ -9,7 +9,6 @@ import base64
 import datetime as dt
 import hashlib
 import secrets
-import sys
 import warnings
 from urllib.parse import parse_qs, urlsplit
 
@@ -345,31 +344,7 @@ def id_token_claims(client, token: str, client_id: str = MAIL, *, nonce: str | N
     return claims
 
 
-# --- time ----------------------------------------------------------------------------------------------
-
-class Clock:
-    def __init__(self, start: dt.datetime):
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta) -> None:
-        self.now += dt.timedelta(**delta)
-
-
-@pytest.fixture
-def clock(monkeypatch, app) -> Clock:
-    """Frozen time that moves only when told: every module's `utcnow` (each imported it by name)."""
-    from idp.core import clock as clock_mod
-
-    original = clock_mod.utcnow
-    fake = Clock(original().replace(microsecond=0))
-    monkeypatch.setattr(clock_mod, "utcnow", fake)
-    for name, module in list(sys.modules.items()):
-        if (name.startswith("idp.") or name.startswith("tests.")) and getattr(module, "utcnow", None) is original:
-            monkeypatch.setattr(module, "utcnow", fake)
-    return fake
+# --- time: the `clock` fixture and Clock live in tests/conftest.py ---------------------------------------
 
 
 def timestamp(moment: dt.datetime) -> int:
