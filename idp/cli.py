@@ -287,6 +287,47 @@ def keys_list(c: Context):
         click.echo(f"{k.kid:<16}  {k.alg:<5}  {status:<8}  {_when(k.created_at):<20}  {_when(k.retire_at)}")
 
 
+@main.group()
+def mail():
+    """The outbox: every message the IdP sends waits there until the SMTP server accepts it."""
+
+
+@mail.command("send")
+@pass_ctx
+@handle_errors
+def mail_send(c: Context):
+    """Send every message that is due now (`idp serve` does this by itself every few seconds)."""
+    from idp.core import mail as outbox
+
+    with c.app.app_context():
+        _require_schema(c.app)
+        report = outbox.deliver_due(limit=10_000)
+        counts = outbox.status_counts()
+    click.echo(f"sent {report.sent}, to retry {report.retried}, failed for good {report.failed}; "
+               f"queue: {counts['queued']} queued, {counts['sent']} sent, {counts['failed']} failed")
+
+
+@mail.command("status")
+@pass_ctx
+@handle_errors
+def mail_status(c: Context):
+    """Queued, sent and failed messages, and the last failures with their reasons."""
+    from idp.core import mail as outbox
+    from idp.extensions import db
+    from idp.models import OutboxMessage
+
+    with c.app.app_context():
+        _require_schema(c.app)
+        counts = outbox.status_counts()
+        click.echo(f"queued {counts['queued']}, sent {counts['sent']}, failed {counts['failed']}")
+        rows = db.session.scalars(db.select(OutboxMessage).where(OutboxMessage.status != "sent")
+                                  .order_by(OutboxMessage.id.desc()).limit(20))
+        for row in rows:
+            click.echo(f"  #{row.id} {row.status:6} {row.purpose:16} to {outbox.mask(row.to_addr)} "
+                       f"tries {row.attempts}, next {row.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+                       + (f" — {row.last_error}" if row.last_error else ""))
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port.")
@@ -321,8 +362,12 @@ def serve(c: Context, host: str, port: int, workers: int | None):
 
         def load(self):
             from idp import create_app
+            from idp.core import mail as outbox
 
-            return create_app(instance=instance)
+            app = create_app(instance=instance)
+            # Each worker delivers the outbox too; claims keep two workers from sending one message.
+            outbox.start_worker(app, interval=app.config["MAIL_WORKER_INTERVAL"])
+            return app
 
     click.echo(f"idp serving on http://{host}:{port} (base URL {c.app.config['BASE_URL']})", err=True)
     _Server().run()

@@ -26,6 +26,12 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_SERVER": "127.0.0.1",
     "MAIL_PORT": 25,
     "MAIL_DEFAULT_SENDER": "idp@localhost",
+    "MAIL_USE_TLS": False,
+    "MAIL_USE_SSL": False,
+    "MAIL_USERNAME": None,
+    "MAIL_PASSWORD": None,
+    "MAIL_MAX_ATTEMPTS": 12,  # then the message is marked failed (tries with backoff span about 6 hours)
+    "MAIL_WORKER_INTERVAL": 5.0,  # seconds between outbox rounds inside `idp serve`
     # argon2id cost. Default ~40 ms per verify on one core here: see docs/security.md.
     "ARGON2_TIME_COST": 2,
     "ARGON2_MEMORY_COST": 47104,  # KiB (46 MiB)

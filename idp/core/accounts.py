@@ -140,7 +140,8 @@ def password_expired(account: Account, policy: Policy, now: dt.datetime | None =
 
 def set_password(account: Account, password: str, policy: Policy, *, temporary: bool = False,
                  actor: str = "self", forbid_current: bool = False, keep_session: SsoSession | None = None,
-                 pesel: str = "", now: dt.datetime | None = None) -> None:
+                 pesel: str = "", now: dt.datetime | None = None,
+                 in_same_transaction: Callable[[dt.datetime], None] | None = None) -> None:
     """The one path that sets a password: policy check, hash, history, audit, and the side effects.
 
     Every SSO session of the account except `keep_session` ends (its apps are told), and every refresh
@@ -160,6 +161,8 @@ def set_password(account: Account, password: str, policy: Policy, *, temporary: 
     account.updated_at = now
     audit.record("password.set", actor=actor, account_id=account.id, reason="temporary" if temporary else None,
                  now=now, commit=False)
+    if in_same_transaction is not None:  # e.g. the reset link used up and the notice mail queued
+        in_same_transaction(now)
     db.session.commit()
     _trim_history(account)
     end_other_sessions(account, keep=keep_session, reason="password_changed", now=now)

@@ -161,6 +161,10 @@ def forget_everything() -> None:
     session.clear()
 
 
+#: The reset request whose link page this browser has open (for the live password check).
+RESET_KEY = "idp_reset_request"
+
+
 def current_person(purpose: str):
     """Whose password a form is about: `required` — the person in the middle of a required action (a
     temporary or expired password); `account` — the logged-in person. None when there is nobody."""
@@ -170,6 +174,13 @@ def current_person(purpose: str):
     if purpose == "required":
         pending = pending_required_action()
         return db.session.get(Account, pending["account_id"]) if pending else None
+    if purpose == "reset":
+        from idp.models import ResetRequest
+
+        req = db.session.get(ResetRequest, session.get(RESET_KEY) or 0)
+        if req is None or req.used_at is not None or req.ended_at is not None:
+            return None
+        return db.session.get(Account, req.account_id)
     if purpose == "account":
         current = current_session(touch=False)
         return db.session.get(Account, current.account_id) if current else None

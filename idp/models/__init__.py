@@ -1,10 +1,12 @@
 """SQLAlchemy models, one module per aggregate. Importing this package registers every table."""
 from idp.models.account import Account, Identifier, PasswordHistory
 from idp.models.audit import AuditEvent
+from idp.models.mail import OutboxMessage
 from idp.models.oidc import AuthorizationCode, Consent, OAuthToken
+from idp.models.recovery import ResetRequest
 from idp.models.service import Service
 from idp.models.sso import SessionParticipant, SsoSession, Ticket
 from idp.models.sync import ImportRun
 
 __all__ = ["Account", "Identifier", "PasswordHistory", "AuditEvent", "Service", "SsoSession", "Ticket", "SessionParticipant",
-           "ImportRun", "AuthorizationCode", "OAuthToken", "Consent"]
+           "ImportRun", "AuthorizationCode", "OAuthToken", "Consent", "OutboxMessage", "ResetRequest"]

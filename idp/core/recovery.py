@@ -1,0 +1,184 @@
+"""Password reset by e-mailed link: request, link check, the security question, completion.
+
+The link proves the mailbox; the PESEL (or date of birth) question is an extra hurdle after it, never a
+replacement (a PESEL has ~10^4 candidates once the birth date is known). See docs/security.md.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from flask import current_app, url_for
+
+from idp.core import accounts, audit, mail, pesel, tokens
+from idp.core.clock import utcnow
+from idp.core.policy import Policy
+from idp.extensions import db
+from idp.models import Account, ResetRequest
+
+PURPOSE = "password-reset"
+
+
+@dataclass
+class RequestOutcome:
+    #: sent | unknown | no_address
+    kind: str
+    masked: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LinkState:
+    #: ok | expired | used | superseded | killed | invalid
+    status: str
+    request: ResetRequest | None = None
+    account: Account | None = None
+
+
+def _fingerprint(account: Account) -> str:
+    """Binds a link to the password at the time: a changed password kills every older link."""
+    return hashlib.sha256((account.password_hash or "none").encode()).hexdigest()[:16]
+
+
+def _end_open_requests(account_id: int, reason: str, now: dt.datetime) -> None:
+    db.session.execute(db.update(ResetRequest)
+                       .where(ResetRequest.account_id == account_id, ResetRequest.ended_at.is_(None),
+                              ResetRequest.used_at.is_(None))
+                       .values(ended_at=now, ended_reason=reason))
+
+
+def destinations(account: Account, policy: Policy) -> list[str]:
+    """The addresses the policy sends reset links to, that this account has."""
+    return [a for kind in policy.data["reset"]["send_to"] if (a := account.identifier(kind))]
+
+
+def request_reset(identifier: str, policy: Policy, *, lang: str, client_ip: str | None,
+                  now: dt.datetime | None = None) -> RequestOutcome:
+    """Create a link (ending every older one) and queue it to the policy's addresses, in one transaction."""
+    now = now or utcnow()
+    account = accounts.find_by_identifier(identifier, policy)
+    if account is None or account.status != "active":
+        tokens.make(PURPOSE, {"r": 0, "p": "x"})  # roughly the same work either way
+        audit.record("reset.requested", reason="unknown_identifier", client_ip=client_ip, now=now,
+                     data={"identifier": identifier[:254]})
+        return RequestOutcome("unknown")
+    targets = destinations(account, policy)
+    if not targets:
+        audit.record("reset.requested", account_id=account.id, reason="no_address", client_ip=client_ip, now=now)
+        return RequestOutcome("no_address")
+    _end_open_requests(account.id, "superseded", now)
+    minutes = policy.data["reset"]["link_lifetime_minutes"]
+    req = ResetRequest(account_id=account.id, created_at=now, expires_at=now + dt.timedelta(minutes=minutes),
+                       client_ip=client_ip)
+    db.session.add(req)
+    db.session.flush()
+    token = tokens.make(PURPOSE, {"r": req.id, "p": _fingerprint(account)})
+    link = current_app.config["BASE_URL"] + url_for("recovery.link", token=token)
+    for address in targets:
+        mail.enqueue(to=address, template="reset_link", lang=lang, purpose="reset_link", account_id=account.id,
+                     now=now, context={"link": link, "minutes": minutes, "name": account.first_name})
+    audit.record("reset.requested", account_id=account.id, client_ip=client_ip, now=now, commit=False,
+                 data={"addresses": len(targets)})
+    db.session.commit()
+    return RequestOutcome("sent", [mail.mask(a) for a in targets])
+
+
+def check_link(token: str, policy: Policy, now: dt.datetime | None = None) -> LinkState:
+    """Whether a link still works, and if not, why (each reason has its own page)."""
+    now = now or utcnow()
+    max_age = policy.data["reset"]["link_lifetime_minutes"] * 60
+    try:
+        data = tokens.load(PURPOSE, token, max_age)
+    except tokens.TokenExpired:
+        return LinkState("expired")
+    except tokens.TokenInvalid:
+        return LinkState("invalid")
+    req = db.session.get(ResetRequest, data.get("r")) if isinstance(data, dict) else None
+    if req is None:
+        return LinkState("invalid")
+    account = db.session.get(Account, req.account_id)
+    if req.used_at is not None:
+        return LinkState("used", req, account)
+    if req.ended_reason == "killed":
+        return LinkState("killed", req, account)
+    if req.ended_at is not None or account is None or data.get("p") != _fingerprint(account):
+        return LinkState("superseded", req, account)
+    if req.expires_at <= now:
+        return LinkState("expired", req, account)
+    return LinkState("ok", req, account)
+
+
+#: Outcomes of an answer to the security question.
+RIGHT, WRONG, MALFORMED, KILLED = "right", "wrong", "malformed", "killed"
+
+
+def _parse_date(text: str) -> dt.date | None:
+    text = text.strip()
+    for pattern, order in ((r"(\d{4})-(\d{1,2})-(\d{1,2})", "ymd"), (r"(\d{1,2})[.\-/ ](\d{1,2})[.\-/ ](\d{4})", "dmy")):
+        m = re.fullmatch(pattern, text)
+        if m:
+            a, b, c = (int(x) for x in m.groups())
+            y, mo, d = (a, b, c) if order == "ymd" else (c, b, a)
+            try:
+                return dt.date(y, mo, d)
+            except ValueError:
+                return None
+    return None
+
+
+def asks_pesel(account: Account) -> bool:
+    """People without a PESEL answer with their date of birth instead."""
+    return account.pesel_hash is not None
+
+
+def answer(state: LinkState, given: str, policy: Policy, *, client_ip: str | None,
+           now: dt.datetime | None = None) -> str:
+    """Check the security answer. A malformed answer does not count; N wrong answers kill the link."""
+    now = now or utcnow()
+    req, account = state.request, state.account
+    given = given.strip().replace(" ", "")
+    if asks_pesel(account):
+        if pesel.problem(given) is not None:
+            return MALFORMED
+        right = pesel.keyed_hash(given, current_app.config["PESEL_KEY"]) == account.pesel_hash
+    else:
+        date = _parse_date(given)
+        if date is None:
+            return MALFORMED
+        right = date == account.birth_date
+    if right:
+        return RIGHT
+    req.wrong_answers += 1
+    limit = policy.data["reset"]["max_wrong_answers"]
+    if req.wrong_answers >= limit:
+        req.ended_at, req.ended_reason = now, "killed"
+        audit.record("reset.link_killed", account_id=account.id, reason="wrong_security_answer", client_ip=client_ip,
+                     now=now, commit=False, data={"wrong_answers": req.wrong_answers})
+        db.session.commit()
+        return KILLED
+    audit.record("reset.wrong_answer", account_id=account.id, reason="wrong_security_answer", client_ip=client_ip,
+                 now=now, commit=False, data={"wrong_answers": req.wrong_answers})
+    db.session.commit()
+    return WRONG
+
+
+def complete(state: LinkState, new_password: str, policy: Policy, *, lang: str, client_ip: str | None,
+             given_pesel: str = "", now: dt.datetime | None = None) -> None:
+    """Set the new password (the one engine; raises accounts.PasswordRejected), use up the link and every
+    other one, end every session and token, and tell every address of the account."""
+    now = now or utcnow()
+    req, account = state.request, state.account
+
+    def with_the_change(moment: dt.datetime) -> None:
+        req.used_at = moment
+        _end_open_requests(account.id, "superseded", moment)
+        addresses = sorted({i.value for i in account.identifiers
+                            if i.kind in ("university_email", "private_email", "alias")})
+        for address in addresses:
+            mail.enqueue(to=address, template="password_changed", lang=lang, purpose="password_changed",
+                         account_id=account.id, now=moment, context={"name": account.first_name, "when": moment})
+        audit.record("reset.completed", account_id=account.id, client_ip=client_ip, now=moment, commit=False)
+
+    accounts.set_password(account, new_password, policy, actor="self", forbid_current=True, keep_session=None,
+                          pesel=given_pesel, now=now, in_same_transaction=with_the_change)
