@@ -83,6 +83,8 @@ def test_landing_page_after_login(client, person):
     assert "Jesteś zalogowany" in text(client.get("/"))
 
 
-def test_reset_help_page(client):
+def test_reset_link_leads_to_the_reset_request_page(client):
+    login_page = text(client.get("/cas/login"))
+    assert "Nie pamiętasz hasła? Zresetuj je" in login_page and 'href="/password/reset"' in login_page
     page = text(client.get("/password/reset"))
-    assert "Nie pamiętam hasła" in page
+    assert "Resetuj hasło" in page and 'name="identifier"' in page
