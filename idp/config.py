@@ -32,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_PASSWORD": None,
     "MAIL_MAX_ATTEMPTS": 12,  # then the message is marked failed (tries with backoff span about 6 hours)
     "MAIL_WORKER_INTERVAL": 5.0,  # seconds between outbox rounds inside `idp serve`
+    # Optional DKIM signing (when the relay does not sign): a PEM private key file, selector and domain.
+    "MAIL_DKIM_KEY": None,
+    "MAIL_DKIM_SELECTOR": None,
+    "MAIL_DKIM_DOMAIN": None,
     # argon2id cost. Default ~40 ms per verify on one core here: see docs/security.md.
     "ARGON2_TIME_COST": 2,
     "ARGON2_MEMORY_COST": 47104,  # KiB (46 MiB)
@@ -198,6 +202,11 @@ def load(folder: Path, overrides: dict[str, Any] | None = None,
         for key, floor in ARGON2_FLOOR.items():
             if int(cfg[key]) < floor:
                 raise ConfigError(f"{key} = {cfg[key]} is below the minimum {floor}")
+    dkim = [cfg["MAIL_DKIM_KEY"], cfg["MAIL_DKIM_SELECTOR"], cfg["MAIL_DKIM_DOMAIN"]]
+    if any(dkim) and not all(dkim):
+        raise ConfigError("MAIL_DKIM_KEY, MAIL_DKIM_SELECTOR and MAIL_DKIM_DOMAIN must be set together")
+    if cfg["MAIL_DKIM_KEY"] and not Path(cfg["MAIL_DKIM_KEY"]).is_file():
+        raise ConfigError(f"MAIL_DKIM_KEY: {cfg['MAIL_DKIM_KEY']} is not a readable file")
     if cfg["TICKET_LIFETIME"] <= 0 or cfg["TICKET_LIFETIME"] > 300:
         raise ConfigError("TICKET_LIFETIME must be between 1 and 300 seconds")
     return cfg

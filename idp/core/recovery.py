@@ -84,6 +84,14 @@ def request_reset(identifier: str, policy: Policy, *, lang: str, client_ip: str 
     return RequestOutcome("sent", [mail.mask(a) for a in targets])
 
 
+def neutral_outcome(identifier: str) -> RequestOutcome:
+    """What an unknown identifier is told when the policy does not reveal it: the page a known person sees
+    who typed the address the link goes to, naming the typed address masked (an address, that is: an
+    unknown album number gets the sentence that names none)."""
+    value = accounts.normalise_identifier(identifier)
+    return RequestOutcome("unknown", [mail.mask(value)] if accounts.EMAIL_RE.match(value) else [])
+
+
 def check_link(token: str, policy: Policy, now: dt.datetime | None = None) -> LinkState:
     """Whether a link still works, and if not, why (each reason has its own page)."""
     now = now or utcnow()

@@ -35,9 +35,11 @@ def reset():
     form = ResetRequestForm()
     if form.validate_on_submit():
         outcome = recovery.request_reset(form.identifier.data, _policy(), lang=authflow.lang(), client_ip=client_ip())
-        if outcome.kind != "sent" and _policy().data["reset"]["reveal_unknown_identifier"]:
-            form.identifier.errors = [_("No user was found with this e-mail address.")]
-            return render_template("recovery/request.html", form=form, policy=_policy()), 404
+        if outcome.kind != "sent":
+            if _policy().data["reset"]["reveal_unknown_identifier"]:
+                form.identifier.errors = [_("No user was found with this e-mail address.")]
+                return render_template("recovery/request.html", form=form, policy=_policy()), 404
+            outcome = recovery.neutral_outcome(form.identifier.data)
         return render_template("recovery/sent.html", outcome=outcome, policy=_policy(),
                                minutes=_policy().data["reset"]["link_lifetime_minutes"])
     return render_template("recovery/request.html", form=form, policy=_policy()), 400 if form.is_submitted() else 200
