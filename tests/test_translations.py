@@ -43,7 +43,7 @@ def test_every_source_string_is_in_the_catalogue():
     from babel.messages.extract import extract_from_dir
 
     root = Path(__file__).resolve().parent.parent
-    method_map = [("idp/**.py", "python"), ("idp/templates/**.html", "jinja2")]
+    method_map = [("idp/**.py", "python"), ("idp/templates/**.html", "jinja2"), ("idp/templates/**.txt", "jinja2")]
     keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None, "_l": None,
                 "lazy_ngettext": (1, 2), "_ln": (1, 2)}
     extracted = {msg[2] if isinstance(msg[2], str) else msg[2][0]

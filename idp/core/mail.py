@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import smtplib
 import threading
 import time
@@ -93,6 +94,14 @@ def signed(raw: bytes) -> bytes:
     return signature + raw
 
 
+def _permanent(exc: Exception) -> bool:
+    """A 5xx refusal of the recipient ("user unknown") will not heal by retrying."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    # 550-553: mailbox unavailable, not local, exceeded storage, name not allowed (RFC 5321 §4.2.3)
+    return isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code in (550, 551, 552, 553)
+
+
 def _claim(row_id: int, now: dt.datetime) -> bool:
     result = db.session.execute(
         db.update(OutboxMessage)
@@ -121,16 +130,17 @@ def deliver_due(now: dt.datetime | None = None, limit: int = 50) -> DeliveryRepo
             _send(row)
         except (OSError, smtplib.SMTPException) as exc:
             row.attempts += 1
-            row.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            row.last_error = _scrubbed(f"{type(exc).__name__}: {exc}", row.to_addr)[:500]
             row.claimed_until = None
-            if row.attempts >= max_attempts:
+            if row.attempts >= max_attempts or _permanent(exc):
                 row.status = "failed"
                 report.failed += 1
-                log.error("mail %s to %s failed for good: %s", row.id, row.to_addr, row.last_error)
+                log.error("mail %s to %s failed for good: %s", row.id, mask(row.to_addr), row.last_error)
             else:
                 row.next_attempt_at = now + backoff(row.attempts)
                 report.retried += 1
-                log.warning("mail %s to %s not sent (try %s): %s", row.id, row.to_addr, row.attempts, row.last_error)
+                log.warning("mail %s to %s not sent (try %s): %s", row.id, mask(row.to_addr), row.attempts,
+                            row.last_error)
         else:
             row.attempts += 1
             row.status = "sent"
@@ -140,6 +150,12 @@ def deliver_due(now: dt.datetime | None = None, limit: int = 50) -> DeliveryRepo
             report.sent += 1
         db.session.commit()
     return report
+
+
+def _scrubbed(error: str, address: str) -> str:
+    """An SMTP error as kept for the operator (`idp mail status`): a refusal quotes the recipient, shown
+    masked like everywhere else."""
+    return re.sub(re.escape(address), mask(address), error, flags=re.IGNORECASE)
 
 
 def status_counts() -> dict[str, int]:

@@ -14,6 +14,7 @@ from flask import current_app, url_for
 
 from idp.core import accounts, audit, mail, pesel, tokens
 from idp.core.clock import utcnow
+from idp.core.errors import DomainError
 from idp.core.policy import Policy
 from idp.extensions import db
 from idp.models import Account, ResetRequest
@@ -106,6 +107,8 @@ def check_link(token: str, policy: Policy, now: dt.datetime | None = None) -> Li
     if req is None:
         return LinkState("invalid")
     account = db.session.get(Account, req.account_id)
+    if account is None or account.status != "active":
+        return LinkState("invalid")  # the person left the university since asking
     if req.used_at is not None:
         return LinkState("used", req, account)
     if req.ended_reason == "killed":
@@ -117,8 +120,15 @@ def check_link(token: str, policy: Policy, now: dt.datetime | None = None) -> Li
     return LinkState("ok", req, account)
 
 
-#: Outcomes of an answer to the security question.
-RIGHT, WRONG, MALFORMED, KILLED = "right", "wrong", "malformed", "killed"
+#: Outcomes of an answer to the security question. GONE: the link stopped working after the page loaded
+#: it (a parallel answer killed it, it was used, or a newer link superseded it): show the link's own page.
+RIGHT, WRONG, MALFORMED, KILLED, GONE = "right", "wrong", "malformed", "killed", "gone"
+
+
+class LinkGone(DomainError):
+    """The link was used or ended between loading it and completing the reset (nothing was changed)."""
+
+    code = "reset_link_gone"
 
 
 def _parse_date(text: str) -> dt.date | None:
@@ -155,38 +165,69 @@ def answer(state: LinkState, given: str, policy: Policy, *, client_ip: str | Non
         if date is None:
             return MALFORMED
         right = date == account.birth_date
-    if right:
-        return RIGHT
-    req.wrong_answers += 1
     limit = policy.data["reset"]["max_wrong_answers"]
-    if req.wrong_answers >= limit:
-        req.ended_at, req.ended_reason = now, "killed"
+    count = _count_answer(req, wrong=not right, limit=limit, now=now)
+    if count is None:
+        db.session.rollback()
+        return GONE
+    if right:
+        db.session.commit()
+        return RIGHT
+    if count >= limit:
+        db.session.execute(db.update(ResetRequest).where(ResetRequest.id == req.id, ResetRequest.ended_at.is_(None))
+                           .values(ended_at=now, ended_reason="killed"),
+                           execution_options={"synchronize_session": False})
         audit.record("reset.link_killed", account_id=account.id, reason="wrong_security_answer", client_ip=client_ip,
-                     now=now, commit=False, data={"wrong_answers": req.wrong_answers})
+                     now=now, commit=False, data={"wrong_answers": count})
         db.session.commit()
         return KILLED
     audit.record("reset.wrong_answer", account_id=account.id, reason="wrong_security_answer", client_ip=client_ip,
-                 now=now, commit=False, data={"wrong_answers": req.wrong_answers})
+                 now=now, commit=False, data={"wrong_answers": count})
     db.session.commit()
     return WRONG
+
+
+def _count_answer(req: ResetRequest, *, wrong: bool, limit: int, now: dt.datetime) -> int | None:
+    """Count an answer in one conditional UPDATE, only while the link is open and under the limit: answers
+    sent in parallel (several workers) can neither lose a count nor be judged after the link died. The row
+    stays locked (PostgreSQL) or the database write-locked (SQLite) until the caller commits. Returns the
+    new number of wrong answers, or None when the link no longer takes answers."""
+    return db.session.execute(
+        db.update(ResetRequest)
+        .where(ResetRequest.id == req.id, ResetRequest.ended_at.is_(None), ResetRequest.used_at.is_(None),
+               ResetRequest.expires_at > now, ResetRequest.wrong_answers < limit)
+        .values(wrong_answers=ResetRequest.wrong_answers + (1 if wrong else 0))
+        .returning(ResetRequest.wrong_answers),
+        execution_options={"synchronize_session": False}).scalar_one_or_none()
 
 
 def complete(state: LinkState, new_password: str, policy: Policy, *, lang: str, client_ip: str | None,
              given_pesel: str = "", now: dt.datetime | None = None) -> None:
     """Set the new password (the one engine; raises accounts.PasswordRejected), use up the link and every
-    other one, end every session and token, and tell every address of the account."""
+    other one, end every session and token, and tell every address of the account. Raises LinkGone (and
+    changes nothing) when the link was used or ended since it was loaded."""
     now = now or utcnow()
     req, account = state.request, state.account
 
     def with_the_change(moment: dt.datetime) -> None:
-        req.used_at = moment
+        # Use the link up only if it is still open: of two completions at once, one sets the password.
+        claimed = db.session.execute(
+            db.update(ResetRequest)
+            .where(ResetRequest.id == req.id, ResetRequest.used_at.is_(None), ResetRequest.ended_at.is_(None))
+            .values(used_at=moment), execution_options={"synchronize_session": False}).rowcount
+        if claimed != 1:
+            raise LinkGone("the link was used or ended meanwhile")
         _end_open_requests(account.id, "superseded", moment)
         addresses = sorted({i.value for i in account.identifiers
-                            if i.kind in ("university_email", "private_email", "alias")})
+                            if i.kind in ("university_email", "private_email")})  # aliases share a mailbox
         for address in addresses:
             mail.enqueue(to=address, template="password_changed", lang=lang, purpose="password_changed",
                          account_id=account.id, now=moment, context={"name": account.first_name, "when": moment})
         audit.record("reset.completed", account_id=account.id, client_ip=client_ip, now=moment, commit=False)
 
-    accounts.set_password(account, new_password, policy, actor="self", forbid_current=True, keep_session=None,
-                          pesel=given_pesel, now=now, in_same_transaction=with_the_change)
+    try:
+        accounts.set_password(account, new_password, policy, actor="self", forbid_current=True, keep_session=None,
+                              pesel=given_pesel, now=now, in_same_transaction=with_the_change)
+    except LinkGone:
+        db.session.rollback()  # the new hash, its history row and audit event were not committed
+        raise

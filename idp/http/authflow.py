@@ -175,10 +175,11 @@ def current_person(purpose: str):
         pending = pending_required_action()
         return db.session.get(Account, pending["account_id"]) if pending else None
     if purpose == "reset":
+        from idp.core.clock import utcnow
         from idp.models import ResetRequest
 
         req = db.session.get(ResetRequest, session.get(RESET_KEY) or 0)
-        if req is None or req.used_at is not None or req.ended_at is not None:
+        if req is None or req.used_at is not None or req.ended_at is not None or req.expires_at <= utcnow():
             return None
         return db.session.get(Account, req.account_id)
     if purpose == "account":

@@ -37,6 +37,10 @@ def reset():
         outcome = recovery.request_reset(form.identifier.data, _policy(), lang=authflow.lang(), client_ip=client_ip())
         if outcome.kind != "sent":
             if _policy().data["reset"]["reveal_unknown_identifier"]:
+                if outcome.kind == "no_address":  # the person exists: "no user was found" would be untrue
+                    form.identifier.errors = [_("The link cannot be sent: this account has no address to send it "
+                                                "to. Contact the helpdesk.")]
+                    return render_template("recovery/request.html", form=form, policy=_policy()), 422
                 form.identifier.errors = [_("No user was found with this e-mail address.")]
                 return render_template("recovery/request.html", form=form, policy=_policy()), 404
             outcome = recovery.neutral_outcome(form.identifier.data)
@@ -69,6 +73,8 @@ def link(token: str):
                               _("Enter the date of birth as YYYY-MM-DD or DD.MM.YYYY."))
             elif outcome == recovery.KILLED:
                 return render_template("recovery/link_error.html", status="killed", policy=policy), 410
+            elif outcome == recovery.GONE:
+                return _gone(token)
             elif outcome == recovery.WRONG:
                 errors.append(_("The answer to the security question is not correct."))
             else:
@@ -80,6 +86,8 @@ def link(token: str):
                                   given_pesel=given if recovery.asks_pesel(account) else "")
             except accounts.PasswordRejected as exc:
                 violations = [str(v.message) for v in exc.violations]
+            except recovery.LinkGone:
+                return _gone(token)
             else:
                 session.pop(_ANSWERED, None)
                 session.pop(authflow.RESET_KEY, None)
@@ -89,6 +97,13 @@ def link(token: str):
     return render_template("recovery/link.html", form=form, ask=ask, pesel=recovery.asks_pesel(account),
                            errors=errors, violations=violations, policy=policy, account=account, rules=verdict_rules,
                            rules_checked=False, csrf_meta=True), 400 if form.is_submitted() else 200
+
+
+def _gone(token: str):
+    """The link stopped working while this request was being handled: its own page, saying why now."""
+    status = recovery.check_link(token, _policy()).status
+    return render_template("recovery/link_error.html", status="superseded" if status == "ok" else status,
+                           policy=_policy()), 410
 
 
 def verdict_json(verdict: Verdict) -> dict:

@@ -5,6 +5,8 @@ The apps: a CAS app (relying_app.py, python-cas) and an "e-learning" OpenID Conn
 
 The IdP is set up through its command line only (DESIGN.md section 2): `idp init`, `idp users import`,
 `idp services load`, `idp users set-password`, `idp serve`. Nothing here imports the application.
+The served IdP sends its mail to an SMTP sink (aiosmtpd, tests/smtp_sink.py) on 127.0.0.1; the outbox
+worker inside `idp serve` delivers every half second.
 Every step has a time limit; the server's process group is always terminated at teardown.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pytest
 from tests.databases import postgres_base, postgres_schema
 from tests.e2e.oidc_app import CLIENT_ID, CLIENT_SECRET, SCOPES, OidcApp
 from tests.e2e.relying_app import RelyingApp
+from tests.smtp_sink import SmtpSink
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "e2e"
@@ -59,6 +62,8 @@ STUDENT = {
     "aliases": "s12345@student.example.edu.pl",
 }
 CANONICAL_USER = "lukasz.zolkiewski@student.example.edu.pl"
+#: Seconds between the outbox worker's rounds inside `idp serve` (default 5).
+MAIL_WORKER_INTERVAL = "0.5"
 
 
 @dataclass
@@ -227,15 +232,25 @@ def database_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
+def mail_sink() -> Iterator[SmtpSink]:
+    """The SMTP server the served IdP sends to, on a free port of 127.0.0.1. A test may stop it and start
+    it again on the same port (the SMTP server down, then back): it must leave it running."""
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
 def idp(tmp_path_factory, relying_app: RelyingApp, elearning_app: OidcApp, artifacts: Path,
-        database_env: dict[str, str]) -> Iterator[Idp]:
+        database_env: dict[str, str], mail_sink: SmtpSink) -> Iterator[Idp]:
     """A fresh instance set up with the CLI and served by `idp serve` on a free port of 127.0.0.1."""
     instance = tmp_path_factory.mktemp("idp-instance")
     people, services = _write_inputs(tmp_path_factory.mktemp("idp-input"), relying_app, elearning_app)
     env = clean_env(IDP_INSTANCE=str(instance), CI=os.environ.get("CI", "true"),
                     # The floor the app accepts outside tests (ASVS): keeps each login cheap.
                     IDP_ARGON2_TIME_COST="2", IDP_ARGON2_MEMORY_COST="19456", IDP_ARGON2_PARALLELISM="1",
-                    PYTHONUNBUFFERED="1", **database_env)
+                    IDP_MAIL_SERVER=mail_sink.host, IDP_MAIL_PORT=str(mail_sink.port),
+                    IDP_MAIL_WORKER_INTERVAL=MAIL_WORKER_INTERVAL, PYTHONUNBUFFERED="1", **database_env)
     run_idp(["init"], env)
     out = run_idp(["users", "import", str(people)], env)
     assert "added 1" in out, out
@@ -332,14 +347,16 @@ def make_person(idp: Idp, tmp_path: Path):
     """Factory: a new person imported with `idp users import` and given a password with
     `idp users set-password` (`--temporary` when asked), so each test changes only its own person's password."""
     def make(password: str, *, temporary: bool = False, first_name: str = "Grażyna",
-             last_name: str = "Wiśniewska") -> Person:
+             last_name: str = "Wiśniewska", pesel: str = "") -> Person:
         global _people_made
         _people_made += 1
         album = f"{77000 + _people_made}"
         login = f"osoba{album}@student.example.edu.pl"
         people = tmp_path / f"people-{album}.csv"
+        birth_date = "" if pesel else "1999-03-14"  # with a PESEL, the import takes the date it encodes
         people.write_text("album,pesel,birth_date,first_name,last_name,university_email,private_email,role,aliases\n"
-                          f"{album},,1999-03-14,{first_name},{last_name},{login},,student,\n", encoding="utf-8")
+                          f"{album},{pesel},{birth_date},{first_name},{last_name},{login},,student,\n",
+                          encoding="utf-8")
         out = run_idp(["users", "import", str(people)], idp.env)
         assert "added 1" in out, out
         args = ["users", "set-password", *(["--temporary"] if temporary else []), login]

@@ -17,9 +17,24 @@ from idp.extensions import db
 from idp.models import Account, AuditEvent, ResetRequest
 from tests.conftest import cas_login, csrf_token
 from tests.factories import create_account
-from tests.recovery.helpers import (NEW, OLD, OTHER_PESELS, RIGHT_PESEL, USER, answer_field_label, main_text,
-                                    offers_a_new_link, path_of, queued_link, request_link, shows, submit_answer,
-                                    t, text, token_of)
+from tests.recovery.helpers import (
+    NEW,
+    OLD,
+    OTHER_PESELS,
+    RIGHT_PESEL,
+    USER,
+    answer_field_label,
+    main_text,
+    offers_a_new_link,
+    path_of,
+    queued_link,
+    request_link,
+    shows,
+    submit_answer,
+    t,
+    text,
+    token_of,
+)
 
 LIFETIME = 60  # policies/default.toml [reset] link_lifetime_minutes
 MAX_WRONG = 5  # policies/default.toml [reset] max_wrong_answers
@@ -78,7 +93,8 @@ def test_the_link_page_asks_for_the_pesel(client, person):
     page = text(client.get(path_of(link)))
     assert answer_field_label(page) == "PESEL"
     assert shows(page, "Security question: your PESEL number.", "en")
-    assert re.search(r'<input[^>]*name="answer"[^>]*autocomplete="off"', page)
+    field = re.search(r'<input[^>]*name="answer"[^>]*>', page).group(0)
+    assert 'autocomplete="off"' in field and 'inputmode="numeric"' in field
 
 
 def test_wrong_pesel_n_times_kills_the_link_and_is_audited(app, client, person):
@@ -265,11 +281,11 @@ def test_a_completed_reset_ends_every_other_open_link(app, client, person):
 def test_a_password_changed_by_other_means_kills_the_link(app, client, person):
     link = new_link(client)
     assert client.get(path_of(link)).status_code == 200
-    accounts.set_password(person_now(person), "Zupełnie-Inne-Hasło-Od-Helpdesku-9", app.extensions["idp.policy"],
+    accounts.set_password(person_now(person), "Kwitnące-Jabłonie-Nad-Wisłą-73", app.extensions["idp.policy"],
                           actor="cli")
     assert_link_page_says(client.get(path_of(link)), "superseded")
     assert_link_page_says(submit_answer_raw(client, link), "superseded")
-    assert password_is(person, "Zupełnie-Inne-Hasło-Od-Helpdesku-9")
+    assert password_is(person, "Kwitnące-Jabłonie-Nad-Wisłą-73")
 
 
 def test_a_password_changed_on_the_account_page_kills_the_link(client, person):
@@ -277,19 +293,21 @@ def test_a_password_changed_on_the_account_page_kills_the_link(client, person):
     assert cas_login(client, USER, OLD, service=None).status_code == 200
     page = client.get("/account/password")
     r = client.post("/account/password", data={"csrf_token": csrf_token(text(page)), "current_password": OLD,
-                                               "new_password": "Zupełnie-Inne-Hasło-Od-Siebie-9",
-                                               "confirm": "Zupełnie-Inne-Hasło-Od-Siebie-9"})
+                                               "new_password": "Zielony Parasol Nad Odrą 1410",
+                                               "confirm": "Zielony Parasol Nad Odrą 1410"})
     assert r.status_code == 200, main_text(text(r))
     assert_link_page_says(client.get(path_of(link)), "superseded")
 
 
-@pytest.mark.parametrize("tamper", ["flip-last", "flip-payload", "truncate", "garbage", "empty-signature"])
+@pytest.mark.parametrize("tamper", ["flip-signature", "flip-payload", "truncate", "garbage", "empty-signature"])
 def test_a_tampered_link_is_invalid(client, person, tamper):
     link = new_link(client)
     token = token_of(link)
-    payload, _, rest = token.partition(".")
+    payload = token.partition(".")[0]
+    head, _, signature = token.rpartition(".")
     forged = {
-        "flip-last": token[:-1] + ("A" if token[-1] != "A" else "B"),
+        # The signature's first character: all its bits count (the last one's low bits are padding).
+        "flip-signature": f"{head}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}",
         "flip-payload": ("A" if payload[0] != "A" else "B") + token[1:],
         "truncate": token[:-5],
         "garbage": "not-a-token",
@@ -324,7 +342,7 @@ def test_a_token_for_another_purpose_or_key_is_invalid(app, client, person):
 def test_a_signed_token_naming_no_request_is_invalid(app, client, person):
     for data in ({"r": 999999, "p": "x"}, {"r": 0, "p": "x"}, ["r", 1], "r"):
         forged = tokens.make(recovery.PURPOSE, data)
-        assert_link_page_says(client.get(f"/password/reset/{forged}"), "invalid")
+        assert_link_page_says(client.get(f"/password/reset/{forged}?lang=en"), "invalid")
 
 
 def test_error_pages_are_polish_by_default(client, person):
@@ -410,3 +428,21 @@ def test_the_live_check_stops_when_the_link_is_superseded(client, person):
     new_link(client)  # a newer request ends the link the page was opened with
     assert client.post("/password/check?for=reset", json={"password": NEW},
                        headers={"X-CSRFToken": meta}).status_code == 401
+
+
+def test_the_pesel_stays_refused_in_the_password_after_the_question_was_answered(client, person):
+    """Once answered, the form no longer carries the PESEL; the rule still finds it (its keyed hash)."""
+    link = new_link(client)
+    assert submit_answer(client, link, RIGHT_PESEL, "haslo123").status_code == 400
+    r = submit_answer(client, link, None, f"Tramwaj-{RIGHT_PESEL}-Parasol")
+    assert r.status_code == 400 and shows(text(r), "The password was not accepted:", "en")
+    assert password_is(person, OLD)
+
+
+@pytest.mark.policy(reset__security_question="none")
+def test_a_policy_without_the_security_question_asks_only_for_the_password(client, person):
+    link = new_link(client)
+    page = text(client.get(path_of(link)))
+    assert 'name="answer"' not in page and 'name="new_password"' in page
+    assert submit_answer(client, link, None, NEW).status_code == 302
+    assert password_is(person, NEW)
