@@ -56,4 +56,8 @@ def checklist(account: Account, policy, failed: set[str] | None) -> tuple[list[R
     rules = accounts.evaluate_password(account, "", policy).rules
     if failed is None or "too_long" in failed:
         return rules, False
-    return [Rule(r.code, r.label, r.code not in failed) for r in rules], True
+    # history and same-as-current are judged only when every other rule passed
+    deferred = {"reused", "same_as_current"}
+    others_failed = bool(set(failed) - deferred)
+    return [Rule(r.code, r.label, None if r.code in deferred and others_failed else r.code not in failed)
+            for r in rules], True

@@ -270,7 +270,8 @@ class Rule:
 
     code: str
     label: str
-    ok: bool
+    #: None: not checked yet (history and same-as-current run only once every other rule passes)
+    ok: bool | None
 
 
 @dataclass(frozen=True)
@@ -422,6 +423,7 @@ def evaluate(password: str, person: PersonData, policy: Policy, *,
     if len(password) > rules["max_length"]:
         return _too_long(rules["max_length"])
     checks: list[tuple[str, bool, Any, Any]] = []  # code, ok, checklist label, violation message
+    unchecked: set[str] = set()
     n_min = rules["min_length"]
     checks.append(("too_short", len(password) >= n_min,
                    _ln("at least %(num)s character", "at least %(num)s characters", n_min),
@@ -458,6 +460,8 @@ def evaluate(password: str, person: PersonData, policy: Policy, *,
     if rules["history"] > 0:
         others_ok = all(ok for _, ok, _, _ in checks)
         reused = bool(others_ok and seen_before is not None and seen_before(password))
+        if not others_ok:
+            unchecked.add("reused")
         checks.append(("reused", not reused,
                        _l("different from your previous %(n)s passwords", n=rules["history"]),
                        _l("The password must be different from your previous %(n)s passwords.", n=rules["history"])))
@@ -465,10 +469,13 @@ def evaluate(password: str, person: PersonData, policy: Policy, *,
         # No history rule, but a change must still change something (temporary password, change page).
         others_ok = all(ok for _, ok, _, _ in checks)
         same = bool(others_ok and is_current(password))
+        if not others_ok:
+            unchecked.add("same_as_current")
         checks.append(("same_as_current", not same, _l("different from your current password"),
                        _l("The new password must differ from the current one.")))
     violations = [Violation(code, message) for code, ok, _, message in checks if not ok]
-    return Verdict(not violations, score, violations, [Rule(code, str(label), ok) for code, ok, label, _ in checks])
+    return Verdict(not violations, score, violations,
+                   [Rule(code, str(label), None if code in unchecked else ok) for code, ok, label, _ in checks])
 
 
 def check_password(password: str, person: PersonData, policy: Policy, *,

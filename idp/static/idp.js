@@ -131,9 +131,10 @@ function liveCheck(input) {
         if (!li.querySelector(".rule-label").textContent.trim()) { li.dataset.dynamic = "1"; }
         li.querySelector(".rule-label").textContent = rule.label;
         li.hidden = false;
-        setRuleState(list, li, rule.ok ? "ok" : "fail");
+        // ok === null: the server has not judged this rule yet (it runs only once the others pass)
+        setRuleState(list, li, rule.ok === null ? "pending" : (rule.ok ? "ok" : "fail"));
         seen[rule.code] = true;
-        if (!rule.ok) { failing.push(rule.label); }
+        if (rule.ok === false) { failing.push(rule.label); }
       });
       // Rules the server did not judge this time (an over-long password stops at its length) are not shown
       // as met or failed.

@@ -257,7 +257,7 @@ def test_check_answers_rules_strength_and_violations(client, app, person):
     assert body["ok"] is False and body["strength"] in ("very weak", "weak")
     states = {r["code"]: r["ok"] for r in body["rules"]}
     assert states["too_short"] is False and states["context"] is False and states["weak"] is False
-    assert len(body["violations"]) == sum(1 for ok in states.values() if not ok)
+    assert len(body["violations"]) == sum(1 for ok in states.values() if ok is False)
     strong = check(client, NEW).get_json()
     assert strong["ok"] is True and strong["violations"] == []
     assert all(r["ok"] for r in strong["rules"])
