@@ -163,6 +163,9 @@ def users_import(c: Context, file: Path):
             click.echo(f"added 0, updated 0, unchanged 0, rejected {result.rejected}")
             raise Refused(f"nothing imported: {result.rejected} bad row(s) in {file.name}")
         click.echo(f"added {result.added}, updated {result.updated}, unchanged {result.unchanged}, rejected 0")
+        if result.left:
+            grace = c.app.extensions["idp.policy"].data["migration"]["left_grace_days"]
+            click.echo(f"marked as left (missing from this export; can log in {grace} more days): {result.left}")
 
 
 @users.command("set-password")
@@ -285,6 +288,38 @@ def keys_list(c: Context):
     for k in stored:
         status = "retired" if k.retired(now) else k.status
         click.echo(f"{k.kid:<16}  {k.alg:<5}  {status:<8}  {_when(k.created_at):<20}  {_when(k.retire_at)}")
+
+
+@main.group()
+def events():
+    """Audit events: what happened, to whom, and why."""
+
+
+@events.command("show")
+@click.argument("code")
+@pass_ctx
+@handle_errors
+def events_show(c: Context, code: str):
+    """Show the event behind a reference code from an error page (e.g. E1234)."""
+    import json
+
+    from idp.core import audit
+    from idp.extensions import db
+    from idp.models import Account
+
+    with c.app.app_context():
+        _require_schema(c.app)
+        event = audit.find_by_reference(code)
+        if event is None:
+            raise Refused(f"no event with the reference code {code!r}")
+        account = db.session.get(Account, event.account_id) if event.account_id else None
+        click.echo(f"{audit.reference(event)}  {event.at:%Y-%m-%d %H:%M:%S} UTC  {event.action}"
+                   + (f"  reason: {event.reason}" if event.reason else ""))
+        click.echo(f"  actor: {event.actor}   client: {event.client_ip or '-'}")
+        if account is not None:
+            click.echo(f"  person: {account.display_name} (album {account.album}, status {account.status})")
+        if event.data:
+            click.echo("  data: " + json.dumps(event.data, ensure_ascii=False, sort_keys=True))
 
 
 @main.group()

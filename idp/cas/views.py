@@ -38,12 +38,12 @@ def _with_ticket(url: str, ticket: str) -> str:
 
 
 def _unknown_service(url: str):
-    audit.record("cas.login.unknown_service", actor="anonymous", reason="unregistered_service",
-                 client_ip=client_ip(), data={"service": url[:512]})
+    event = audit.record("cas.login.unknown_service", actor="anonymous", reason="unregistered_service",
+                         client_ip=client_ip(), data={"service": url[:512]})
     return error_page(_("Unknown application"),
                       _("The application that sent you here is not registered with the login service, so you "
                         "cannot be logged in to it. Check the address or contact the application's administrator."),
-                      400)
+                      400, event=event)
 
 
 def _grant(sso_session: SsoSession, svc: Service | None, service_url: str | None, *, new_login: bool,

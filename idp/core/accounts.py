@@ -130,6 +130,16 @@ def evaluate_password(account: Account, password: str, policy: Policy, *, pesel:
                     is_current=is_current if forbid_current else None)
 
 
+def has_left(account: Account, policy: Policy, now: dt.datetime | None = None) -> bool:
+    """Left the university: marked so by staff, or missing from imports for longer than the grace period."""
+    if account.status != "active":
+        return True
+    if account.left_at is None:
+        return False
+    grace = dt.timedelta(days=policy.data["migration"]["left_grace_days"])
+    return (now or utcnow()) - account.left_at > grace
+
+
 def password_expired(account: Account, policy: Policy, now: dt.datetime | None = None) -> bool:
     """The policy's optional maximum age (NIST advises none; some institutions require it)."""
     days = policy.data["password"]["max_age_days"]

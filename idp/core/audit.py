@@ -32,3 +32,16 @@ def recent(account_id: int | None = None, action_prefix: str | None = None, limi
     if action_prefix:
         query = query.where(AuditEvent.action.startswith(action_prefix))
     return list(db.session.scalars(query))
+
+
+def reference(event: AuditEvent) -> str:
+    """The code an error page shows, so the helpdesk can find what happened: "E" + the event id."""
+    return f"E{event.id}"
+
+
+def find_by_reference(code: str) -> AuditEvent | None:
+    """The event behind a reference code from an error page (E123, case and spaces forgiven)."""
+    code = code.strip().upper()
+    if not code.startswith("E") or not code[1:].isdigit():
+        return None
+    return db.session.get(AuditEvent, int(code[1:]))

@@ -5,7 +5,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from idp.core import audit, pesel
-from idp.core.accounts import find_by_identifier
+from idp.core.accounts import find_by_identifier, has_left
 from idp.core.clock import utcnow
 from idp.core.passwords import hasher
 from idp.core.policy import Policy
@@ -47,7 +47,7 @@ def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: s
         reason = "no_password"
     elif not matches:
         reason = "wrong_password"
-    elif account.status != "active":
+    elif has_left(account, policy, now):
         reason = "account_left"
     if reason:
         audit.record("login.failed", account_id=account.id if account else None, reason=reason,

@@ -71,6 +71,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "migration": {
         "schedule": (_LIST_STR, lambda v: [_hhmm(x) for x in v] and None),
+        "left_grace_days": (_INT, lambda v: _range(v, 0, 365)),
     },
     "help": {
         "contacts": (_LIST_TABLE, lambda v: [_contact(x) for x in v] and None),

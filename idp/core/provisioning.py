@@ -54,6 +54,8 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    #: Accounts missing from this export, newly marked as left.
+    left: int = 0
     errors: list[RowError] = field(default_factory=list)
     run: ImportRun | None = None
 
@@ -207,8 +209,9 @@ def _apply(account: Account, row: Row, now: dt.datetime) -> bool:
             if value not in have:
                 account.identifiers.append(Identifier(kind=kind, value=value))
         changed = True
-    if account.status != "active":
-        account.status = "active"
+    if account.status != "active" or account.left_at is not None:
+        account.status = "active"  # back in the export: active again
+        account.left_at = None
         changed = True
     if changed:
         account.updated_at = now
@@ -284,11 +287,16 @@ def import_csv(data: bytes, source: str, pesel_key: str, *, now: dt.datetime | N
         else:
             result.unchanged += 1
         # Identifier moves between accounts are refused above, so flushing per row is safe.
+    listed = {row.album.lower() for row in rows}
+    for key, account in accounts.items():
+        if key not in listed and account.left_at is None:
+            account.left_at = now  # never deleted: they log in until the policy's grace period ends
+            result.left += 1
     run = ImportRun(started_at=now, finished_at=utcnow(), source=source, status="ok", added=result.added,
-                    updated=result.updated, unchanged=result.unchanged)
+                    updated=result.updated, unchanged=result.unchanged, left=result.left)
     db.session.add(run)
     audit.record("import.completed", actor="cli", now=now, commit=False,
-                 data={"source": source, "added": result.added, "updated": result.updated,
+                 data={"source": source, "added": result.added, "updated": result.updated, "left": result.left,
                        "unchanged": result.unchanged})
     db.session.commit()
     result.run = run

@@ -81,7 +81,7 @@ def find(tgt: str | None, policy: Policy, now: dt.datetime | None = None, touch:
     if not still_alive(session, policy, now):
         return None
     account = db.session.get(Account, session.account_id)
-    if account is None or account.status != "active":
+    if account is None or _left(account, policy, now):
         end(session, reason="account_inactive", now=now)
         return None
     if touch:
@@ -100,6 +100,12 @@ def still_alive(session: SsoSession, policy: Policy, now: dt.datetime) -> bool:
         end(session, reason="expired", now=now)
         return False
     return True
+
+
+def _left(account: Account, policy: Policy, now: dt.datetime) -> bool:
+    from idp.core.accounts import has_left  # accounts imports sso (password change ends sessions)
+
+    return has_left(account, policy, now)
 
 
 def add_participant(session: SsoSession, *, service_id: int | None, service_name: str, service_url: str,

@@ -2,18 +2,32 @@
 from __future__ import annotations
 
 import logging
-import secrets
 
-from flask import Flask, current_app, render_template
+from flask import Flask, current_app, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from idp.core import audit
+from idp.extensions import db
+
 log = logging.getLogger("idp.errors")
 
 
-def error_page(title: str, message: str, status: int, *, hint: str | None = None):
-    ref = secrets.token_hex(4).upper()
+def error_page(title: str, message: str, status: int, *, hint: str | None = None, record: bool = True,
+               event=None):
+    """An error page with a reference code the helpdesk can look up (`idp events show CODE`): the code
+    names the audit event of what went wrong (`event`), or one recording the page itself."""
+    ref = audit.reference(event) if event is not None else None
+    if record and event is None:
+        try:
+            event = audit.record("page.error", reason=str(status), client_ip=request.remote_addr,
+                                 data={"path": request.path[:512], "title": str(title)[:200],
+                                       "detail": str(hint)[:500] if hint else None})
+            ref = audit.reference(event)
+        except Exception:  # the database may be what failed: the page still helps
+            log.exception("could not record the error page")
+            db.session.rollback()
     return render_template("errors/error.html", title=title, message=message, hint=hint, ref=ref,
                            policy=current_app.extensions["idp.policy"]), status
 
@@ -27,11 +41,12 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(404)
     def _not_found(exc):
-        return error_page(_("Page not found"), _("There is no page at this address."), 404)
+        return error_page(_("Page not found"), _("There is no page at this address."), 404, record=False)
 
     @app.errorhandler(405)
     def _method(exc):
-        return error_page(_("Not allowed"), _("This address does not accept this kind of request."), 405)
+        return error_page(_("Not allowed"), _("This address does not accept this kind of request."), 405,
+                          record=False)
 
     @app.errorhandler(Exception)
     def _internal(exc):

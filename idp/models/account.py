@@ -32,6 +32,8 @@ class Account(db.Model):
     password_temporary: Mapped[bool] = mapped_column(default=False)
     password_changed_at: Mapped[dt.datetime | None]
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | left
+    #: First import that no longer listed the person; they log in until the policy's grace period ends.
+    left_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 

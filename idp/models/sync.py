@@ -22,4 +22,6 @@ class ImportRun(db.Model):
     updated: Mapped[int] = mapped_column(default=0)
     unchanged: Mapped[int] = mapped_column(default=0)
     rejected: Mapped[int] = mapped_column(default=0)
+    #: People in the database but missing from this export: marked as left (never deleted).
+    left: Mapped[int] = mapped_column(default=0)
     errors: Mapped[list | None] = mapped_column(JSON)
