@@ -166,6 +166,8 @@ def users_import(c: Context, file: Path):
         if result.left:
             grace = c.app.extensions["idp.policy"].data["migration"]["left_grace_days"]
             click.echo(f"marked as left (missing from this export; can log in {grace} more days): {result.left}")
+        if result.linked:
+            click.echo(f"upstream logins linked to accounts this import brought (notice mailed): {result.linked}")
 
 
 @users.command("set-password")

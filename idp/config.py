@@ -5,6 +5,7 @@ Unknown keys are errors, so a typo in a deployment's file stops start-up instead
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from pathlib import Path
@@ -54,6 +55,24 @@ DEFAULTS: dict[str, Any] = {
     # Reverse proxies in front of the IdP whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
     # Behind a TLS-terminating load balancer set 1, or the app sees plain http and refuses OAuth.
     "TRUSTED_PROXIES": 0,
+    # Cookie names start with this ({prefix}_session, {prefix}_tgc): browsers share cookies between ports of
+    # one host, so a second IdP on the same host (an upstream, a test) needs its own prefix.
+    "COOKIE_PREFIX": "idp",
+    # Upstream OpenID Connect providers people may log in with ([[upstream]] tables in idp.toml only).
+    "UPSTREAM": [],
+}
+
+#: Keys of one [[upstream]] table: name -> (type, required).
+UPSTREAM_KEYS: dict[str, tuple[type, bool]] = {
+    "name": (str, True),           # short id used in URLs and links: letters, digits, - and _
+    "label": (str, True),          # on the login button: "Poczta uczelniana", "Microsoft 365"
+    "issuer": (str, True),         # discovery at {issuer}/.well-known/openid-configuration
+    "client_id": (str, True),
+    "client_secret": (str, False),  # absent: a public client (PKCE only)
+    "scopes": (list, False),       # default openid email profile
+    # Accept `email` without `email_verified: true` (Microsoft 365 sends none). Only for providers whose
+    # addresses are the university's own.
+    "trust_email": (bool, False),
 }
 
 #: Floors from the issue (OWASP/ASVS): never below these outside tests.
@@ -135,7 +154,7 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
         if not name.startswith("IDP_") or name == "IDP_INSTANCE":
             continue
         key = name[4:]
-        if key in DEFAULTS:
+        if key in DEFAULTS and key != "UPSTREAM":  # tables only come from idp.toml
             out[key] = _coerce(key, raw, f"environment {name}")
     return out
 
@@ -209,4 +228,42 @@ def load(folder: Path, overrides: dict[str, Any] | None = None,
         raise ConfigError(f"MAIL_DKIM_KEY: {cfg['MAIL_DKIM_KEY']} is not a readable file")
     if cfg["TICKET_LIFETIME"] <= 0 or cfg["TICKET_LIFETIME"] > 300:
         raise ConfigError("TICKET_LIFETIME must be between 1 and 300 seconds")
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", cfg["COOKIE_PREFIX"]):
+        raise ConfigError(f"COOKIE_PREFIX may hold only a-z, 0-9 and _, got {cfg['COOKIE_PREFIX']!r}")
+    cfg["UPSTREAM"] = _upstreams(cfg["UPSTREAM"])
     return cfg
+
+
+def _upstreams(entries: Any) -> list[dict[str, Any]]:
+    """Validate the [[upstream]] tables: every problem names the entry and the key."""
+    if not isinstance(entries, list):
+        raise ConfigError("upstream must be a list of [[upstream]] tables")
+    out, seen = [], set()
+    for n, entry in enumerate(entries, 1):
+        where = f"upstream #{n}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a table")
+        where = f"upstream {entry.get('name', '#' + str(n))!r}"
+        for key in entry:
+            if key not in UPSTREAM_KEYS:
+                raise ConfigError(f"{where}: unknown key {key!r}")
+        for key, (want, required) in UPSTREAM_KEYS.items():
+            if key not in entry:
+                if required:
+                    raise ConfigError(f"{where}: {key} is required")
+                continue
+            if not isinstance(entry[key], want) or (want is list and not all(isinstance(x, str) for x in entry[key])):
+                raise ConfigError(f"{where}: {key} must be {want.__name__}")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", entry["name"]):
+            raise ConfigError(f"{where}: name may hold only letters, digits, - and _")
+        if entry["name"] in seen:
+            raise ConfigError(f"{where}: name used twice")
+        seen.add(entry["name"])
+        if urlsplit(entry["issuer"]).scheme not in {"http", "https"}:
+            raise ConfigError(f"{where}: issuer must be an http(s) URL")
+        scopes = entry.get("scopes") or ["openid", "email", "profile"]
+        if "openid" not in scopes:
+            raise ConfigError(f"{where}: scopes must include openid")
+        out.append({"client_secret": None, "trust_email": False, **entry, "scopes": scopes,
+                    "issuer": entry["issuer"].rstrip("/")})
+    return out

@@ -93,8 +93,13 @@ def instance_dir(tmp_path, signing_keys) -> Path:
 
 @pytest.fixture
 def app(request, database_url, instance_dir):
+    yield from make_app(request, database_url, instance_dir)
+
+
+def make_app(request, database_url: str, instance_dir: Path, extra: dict | None = None):
+    """The app under test, in an app context, wiped afterwards (a folder's conftest may add settings)."""
     overrides = {"TESTING": True, "DATABASE_URL": database_url, "BASE_URL": "http://127.0.0.1:8000",
-                 **CHEAP_ARGON2}
+                 **CHEAP_ARGON2, **(extra or {})}
     for marker in request.node.iter_markers("settings"):
         overrides.update(marker.kwargs)
     policy = {}

@@ -42,6 +42,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "hint_pl": (_STR, None),
         "hint_en": (_STR, None),
         "default_language": (_STR, lambda v: _one_of(v, ("pl", "en"))),
+        "lockout_threshold": (_INT, lambda v: _range(v, 0, 1000)),
+        "lockout_minutes": (_INT, lambda v: _range(v, 1, 7 * 24 * 60)),
     },
     "session": {
         "idle_minutes": (_INT, lambda v: _range(v, 1, 24 * 60)),
@@ -72,6 +74,16 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "migration": {
         "schedule": (_LIST_STR, lambda v: [_hhmm(x) for x in v] and None),
         "left_grace_days": (_INT, lambda v: _range(v, 0, 365)),
+    },
+    "activation": {
+        "enabled": (_BOOL, None),
+        "free_attempts": (_INT, lambda v: _range(v, 0, 100)),
+        "challenge_bits": (_INT, lambda v: _range(v, 8, 28)),
+        "attempts_per_hour": (_INT, lambda v: _range(v, 1, 10000)),
+    },
+    "linking": {
+        "confirm_minutes": (_INT, lambda v: _range(v, 5, 7 * 24 * 60)),
+        "unknown_days": (_INT, lambda v: _range(v, 1, 365)),
     },
     "help": {
         "contacts": (_LIST_TABLE, lambda v: [_contact(x) for x in v] and None),

@@ -53,7 +53,8 @@ def render_login(form: LoginForm, *, service_name: str | None, error: str | None
             form.username.data = pending["login_hint"]
     last = provisioning.last_migration()
     return render_template("login/form.html", form=form, service_name=service_name, error=error,
-                           policy=policy(), lang=lang(), last_migration=last), status
+                           policy=policy(), lang=lang(), last_migration=last,
+                           upstreams=current_app.config["UPSTREAM"]), status
 
 
 def check_credentials(form: LoginForm, service: str | None) -> AuthResult:
@@ -165,9 +166,16 @@ def forget_everything() -> None:
 RESET_KEY = "idp_reset_request"
 
 
+#: The account whose activation data this browser has just verified (idp/activation), and since when.
+ACTIVATION_KEY = "idp_activation"
+#: How long, after the data check, the person has to choose the first password.
+ACTIVATION_SECONDS = 900
+
+
 def current_person(purpose: str):
     """Whose password a form is about: `required` — the person in the middle of a required action (a
-    temporary or expired password); `account` — the logged-in person. None when there is nobody."""
+    temporary or expired password); `account` — the logged-in person; `activation` — the new student whose
+    data were just verified. None when there is nobody."""
     from idp.extensions import db
     from idp.http.sso_cookie import current_session
 
@@ -182,6 +190,12 @@ def current_person(purpose: str):
         if req is None or req.used_at is not None or req.ended_at is not None or req.expires_at <= utcnow():
             return None
         return db.session.get(Account, req.account_id)
+    if purpose == "activation":
+        pending = session.get(ACTIVATION_KEY) or {}
+        if time.time() - pending.get("at", 0) > ACTIVATION_SECONDS:
+            return None
+        account = db.session.get(Account, pending.get("account_id") or 0)
+        return account if account is not None and account.password_hash is None else None
     if purpose == "account":
         current = current_session(touch=False)
         return db.session.get(Account, current.account_id) if current else None

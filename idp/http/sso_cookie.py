@@ -9,7 +9,8 @@ from idp.models import SsoSession
 
 
 def cookie_name() -> str:
-    return "__Host-idp_tgc" if current_app.config["BASE_URL"].startswith("https://") else "idp_tgc"
+    name = f"{current_app.config['COOKIE_PREFIX']}_tgc"
+    return "__Host-" + name if current_app.config["BASE_URL"].startswith("https://") else name
 
 
 def current_tgt() -> str | None:

@@ -34,6 +34,10 @@ class Account(db.Model):
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | left
     #: First import that no longer listed the person; they log in until the policy's grace period ends.
     left_at: Mapped[dt.datetime | None]
+    #: Wrong passwords in a row since the last success; the policy's threshold locks the account.
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    #: Password logins are refused until then (a wrong password never says so: see core/authn.py).
+    locked_until: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 
