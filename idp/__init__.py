@@ -60,7 +60,7 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True} if not database_url.startswith("sqlite") else {},
         COOKIE_PATH=cookie_path,
         # Distinctive names: apps on other ports of the same host share the browser's cookie jar.
-        SESSION_COOKIE_NAME="__Host-idp_session" if https else "idp_session",
+        SESSION_COOKIE_NAME=("__Host-" if https else "") + f"{cfg['COOKIE_PREFIX']}_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=https,
@@ -101,6 +101,14 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     from idp.account import bp as account_bp
 
     app.register_blueprint(account_bp)
+    from idp.activation import bp as activation_bp
+    from idp.federation import bp as federation_bp
+
+    app.register_blueprint(activation_bp)
+    app.register_blueprint(federation_bp)
+    from idp.federation import client as upstream_client
+
+    upstream_client.init_app(app)
 
     from idp import oidc
 

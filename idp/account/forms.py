@@ -14,3 +14,7 @@ class ChangeOwnPasswordForm(FlaskForm):
     confirm = PasswordField(_l("Repeat new password"),
                             validators=[InputRequired(), EqualTo("new_password", _l("The passwords do not match."))],
                             render_kw={"autocomplete": "new-password"})
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something (unlink, log out a session): nothing but the CSRF token."""

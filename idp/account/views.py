@@ -1,16 +1,54 @@
 from __future__ import annotations
 
-from flask import current_app, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from idp.account import bp
-from idp.account.forms import ChangeOwnPasswordForm
-from idp.core import accounts, audit
+from idp.account.forms import ActionForm, ChangeOwnPasswordForm
+from idp.core import accounts, audit, identities, sso
+from idp.core.clock import utcnow
 from idp.core.policy import Rule
 from idp.extensions import db
+from idp.http import authflow
 from idp.http.security import client_ip
-from idp.http.sso_cookie import current_session
-from idp.models import Account
+from idp.http.sso_cookie import clear_tgc, current_session
+from idp.models import Account, AuditEvent, SsoSession
+
+#: Identifier kinds in words (Account.identifiers and the policy's login.identifiers).
+KIND_LABELS = {"university_email": _l("University e-mail"), "private_email": _l("Private e-mail"),
+               "alias": _l("Alias"), "album": _l("Album number")}
+ROLE_LABELS = {"student": _l("Student"), "teacher": _l("Teacher"), "staff": _l("Staff")}
+#: How a link was proved (UpstreamIdentity.linked_by).
+LINKED_BY_LABELS = {"password": _l("with your password"), "mail": _l("by a confirmation e-mail"),
+                    "import": _l("from the records (SIS import)"), "helpdesk": _l("by the helpdesk")}
+#: Reason codes of login events in plain words; an unknown code is shown as it is.
+REASON_LABELS = {
+    "wrong_password": _l("wrong password"),
+    "no_password": _l("no password set for the account"),
+    "unknown_identifier": _l("unknown login"),
+    "account_left": _l("account no longer active (left the university)"),
+    "locked": _l("account temporarily locked after too many wrong passwords"),
+    "locked_wrong_password": _l("account temporarily locked after too many wrong passwords"),
+    "not_entitled": _l("no access to this application"),
+    "email_not_verified": _l("the provider did not confirm the e-mail address"),
+    "not_recognized": _l("account not recognized"),
+    "already_exists": _l("an account with this address already exists: it has to be linked first"),
+    "linked_elsewhere": _l("that identity is already linked to another account"),
+    "link_expired": _l("the linking request had expired"),
+    "no_flow": _l("the login request had expired"),
+}
+#: Login-like events shown under "Recent logins" (action prefixes) and how many.
+LOGIN_PREFIXES = ("login.", "upstream.")
+RECENT_LOGINS = 20
+_SUCCESS = {"succeeded", "success", "ok"}
+_FAILURE = {"failed", "failure", "refused", "rejected", "denied", "not_recognized", "error"}
+#: Events whose action says more than "logged in" / "refused": action -> (words, succeeded?).
+ACTION_LABELS = {"upstream.linked": (_l("Identity linked"), True),
+                 "upstream.unlinked": (_l("Identity unlinked"), True),
+                 "upstream.login.link_needed": (_l("Linking needed"), None),
+                 "upstream.link.failed": (_l("Linking refused"), False),
+                 "upstream.link.mailed": (_l("Linking confirmation e-mailed"), None)}
 
 
 @bp.route("/password", methods=["GET", "POST"])
@@ -61,3 +99,153 @@ def checklist(account: Account, policy, failed: set[str] | None) -> tuple[list[R
     others_failed = bool(set(failed) - deferred)
     return [Rule(r.code, r.label, None if r.code in deferred and others_failed else r.code not in failed)
             for r in rules], True
+
+
+# --- the overview: identifiers, links, sessions, recent logins ---------------------------------------
+
+def _logged_in():
+    """(SSO session, account) of this browser, or None."""
+    current = current_session()
+    if current is None:
+        return None
+    account = db.session.get(Account, current.account_id)
+    return (current, account) if account is not None else None
+
+
+def _to_login():
+    """Send the person to the login page; after it they come back to the overview."""
+    authflow.remember_resume(url_for("account.overview"))
+    return redirect(url_for("cas.login", service=None))
+
+
+def upstream_label(name: str) -> str:
+    return next((u.get("label") or name for u in current_app.config.get("UPSTREAM", []) if u.get("name") == name),
+                name)
+
+
+def reason_words(code: str | None) -> str | None:
+    if not code:
+        return None
+    label = REASON_LABELS.get(code)
+    return str(label) if label is not None else code
+
+
+def recent_logins(account: Account, limit: int = RECENT_LOGINS) -> list[dict]:
+    """The last login events of the account (password and upstream), newest first, in words."""
+    events: list[AuditEvent] = []
+    for prefix in LOGIN_PREFIXES:
+        events += audit.recent(account_id=account.id, action_prefix=prefix, limit=limit)
+    events.sort(key=lambda e: e.id, reverse=True)
+    rows = []
+    for e in events[:limit]:
+        data = e.data or {}
+        last = e.action.rsplit(".", 1)[-1]
+        reason = reason_words(e.reason)
+        if e.action == "upstream.linked":  # its reason is how the link was proved
+            reason = str(LINKED_BY_LABELS.get(e.reason, e.reason)) if e.reason else None
+        if e.action in ACTION_LABELS:
+            label, ok = ACTION_LABELS[e.action]
+            outcome = str(label)
+        elif last in _FAILURE or (e.reason and last not in _SUCCESS):
+            outcome, ok = _("Refused"), False
+        elif last in _SUCCESS:
+            outcome, ok = _("Logged in"), True
+        else:
+            outcome, ok = e.action, None
+        provider = data.get("provider")
+        rows.append({"at": e.at, "ok": ok, "outcome": outcome, "reason": reason,
+                     "method": _("via %(provider)s", provider=upstream_label(provider)) if provider
+                     else (_("with password") if e.action.startswith("login.") else None),
+                     "service": data.get("service"), "client_ip": e.client_ip})
+    return rows
+
+
+@bp.route("", methods=["GET"])
+def overview():
+    """The logged-in person's own account: identifiers, linked identities, sessions, recent logins."""
+    who = _logged_in()
+    if who is None:
+        return _to_login()
+    current, account = who
+    policy = current_app.extensions["idp.policy"]
+    login_kinds = set(policy.data["login"]["identifiers"])
+    idents = [{"value": i.value, "kind": str(KIND_LABELS.get(i.kind, i.kind)), "logs_in": i.kind in login_kinds}
+              for i in account.identifiers if i.kind in ("university_email", "private_email", "alias")]
+    links = [{"id": u.id, "provider": upstream_label(u.provider), "subject": u.subject, "email": u.email,
+              "linked_by": str(LINKED_BY_LABELS.get(u.linked_by, u.linked_by)), "linked_at": u.linked_at,
+              "last_login_at": u.last_login_at} for u in identities.identities_of(account)]
+    sessions = [{"sid": s.sid, "auth_time": s.auth_time, "last_used_at": s.last_used_at, "client_ip": s.client_ip,
+                 "apps": sso.apps_summary(sso.participants(s)), "current": s.id == current.id}
+                for s in sso.sessions_of(account, policy, utcnow())]
+    return render_template("account/overview.html", account=account, policy=policy, form=ActionForm(),
+                           identifiers=idents, album_logs_in="album" in login_kinds,
+                           role=str(ROLE_LABELS.get(account.role, account.role)), links=links,
+                           sessions=sessions, others=sum(1 for s in sessions if not s["current"]),
+                           logins=recent_logins(account), title=_("Your account"))
+
+
+@bp.route("/identities/<int:identity_id>/unlink", methods=["POST"])
+def unlink_identity(identity_id: int):
+    who = _logged_in()
+    if who is None:
+        return _to_login()
+    _current, account = who
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        done = identities.unlink(account, identity_id, actor="self", client_ip=client_ip())
+    except identities.LastWayToLogIn as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("account.overview"))
+    if not done:
+        abort(404)
+    flash(_("The identity was unlinked. It can no longer be used to log in to your account."), "success")
+    return redirect(url_for("account.overview"))
+
+
+def _end(target: SsoSession) -> list[sso.AppStatus]:
+    return sso.apps_summary(sso.end(target, reason="ended_by_user", actor="self", client_ip=client_ip()))
+
+
+@bp.route("/sessions/<sid>/end", methods=["POST"])
+def end_session(sid: str):
+    """Log out one session of the person's own (its apps are told, as at /cas/logout). Ending the
+    session of this very browser logs it out here too."""
+    who = _logged_in()
+    if who is None:
+        return _to_login()
+    current, account = who
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    target = db.session.scalar(db.select(SsoSession).where(SsoSession.sid == sid[:64]))
+    if target is None or target.account_id != account.id or target.ended_at is not None:
+        abort(404)  # not theirs, or already over: the same answer
+    if target.id == current.id:
+        apps = _end(target)
+        response = current_app.make_response(render_template(
+            "login/logged_out.html", apps=apps, was_logged_in=True, policy=current_app.extensions["idp.policy"]))
+        session.clear()
+        clear_tgc(response)
+        return response
+    _end(target)
+    flash(_("That session was logged out."), "success")
+    return redirect(url_for("account.overview"))
+
+
+@bp.route("/sessions/end-others", methods=["POST"])
+def end_other_sessions():
+    """Log out every session of the person except this browser's."""
+    who = _logged_in()
+    if who is None:
+        return _to_login()
+    current, account = who
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    policy = current_app.extensions["idp.policy"]
+    ended = 0
+    for s in sso.sessions_of(account, policy, utcnow()):
+        if s.id != current.id:
+            _end(s)
+            ended += 1
+    flash(_("Every other session was logged out.") if ended else _("There were no other sessions."), "success")
+    return redirect(url_for("account.overview"))

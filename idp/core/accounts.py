@@ -169,6 +169,7 @@ def set_password(account: Account, password: str, policy: Policy, *, temporary: 
     account.password_temporary = temporary
     account.password_changed_at = now
     account.updated_at = now
+    account.failed_logins, account.locked_until = 0, None  # a new password lifts a lockout
     audit.record("password.set", actor=actor, account_id=account.id, reason="temporary" if temporary else None,
                  now=now, commit=False)
     if in_same_transaction is not None:  # e.g. the reset link used up and the notice mail queued

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from flask import current_app, url_for
 
-from idp.core import accounts, audit, mail, tokens
+from idp.core import accounts, audit, authn, mail, tokens
 from idp.core.clock import utcnow
 from idp.core.errors import DomainError
 from idp.core.policy import Policy
@@ -160,15 +160,17 @@ def link(account: Account, provider: str, subject: str, email: str | None, *, li
     return identity
 
 
-def prove_with_password(pending: PendingLink, password: str, *, client_ip: str | None,
+def prove_with_password(pending: PendingLink, password: str, policy: Policy, *, client_ip: str | None,
                         now: dt.datetime | None = None) -> UpstreamIdentity | None:
-    """The person typed the existing account's password on the "already exists" page. None: wrong (and
-    after MAX_PROOF_ATTEMPTS wrong ones the page takes no more: the mailed link still works)."""
+    """The person typed the existing account's password on the "already exists" page. None: wrong — it
+    counts towards the account's lockout like a wrong login, and after MAX_PROOF_ATTEMPTS the page takes
+    no more (the mailed link still works). Callers refuse a locked account before asking."""
     now = now or utcnow()
     account = db.session.get(Account, pending.account_id)
     if accounts.verify_password(account, password):
         return link(account, pending.provider, pending.subject, pending.email, linked_by="password",
                     client_ip=client_ip, now=now)
+    authn.count_wrong_password(account, policy, now, client_ip)
     audit.record("upstream.link.failed", account_id=account.id, reason="wrong_password", client_ip=client_ip,
                  now=now, data={"provider": pending.provider, "pending": pending.id})
     return None
@@ -199,6 +201,7 @@ def send_confirmation(pending: PendingLink, policy: Policy, *, lang: str, client
         mail.enqueue(to=address, template="link_confirm", lang=lang, purpose="link_confirm", account_id=account.id,
                      now=now, context={"link": url, "minutes": minutes, "name": account.first_name,
                                        "provider": label(pending.provider), "upstream_email": pending.email})
+    pending.mailed_at = now
     audit.record("upstream.link.mailed", account_id=account.id, client_ip=client_ip, now=now, commit=False,
                  data={"provider": pending.provider, "pending": pending.id, "addresses": len(targets)})
     db.session.commit()

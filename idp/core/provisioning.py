@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from idp.core import audit, pesel
+from idp.core import audit, linking, pesel
 from idp.core.accounts import EMAIL_RE, normalise_identifier
 from idp.core.clock import utcnow
 from idp.extensions import db
@@ -56,6 +56,8 @@ class ImportResult:
     rejected: int = 0
     #: Accounts missing from this export, newly marked as left.
     left: int = 0
+    #: Remembered upstream logins ("not recognized") now linked to an account this import brought.
+    linked: int = 0
     errors: list[RowError] = field(default_factory=list)
     run: ImportRun | None = None
 
@@ -292,15 +294,24 @@ def import_csv(data: bytes, source: str, pesel_key: str, *, now: dt.datetime | N
         if key not in listed and account.left_at is None:
             account.left_at = now  # never deleted: they log in until the policy's grace period ends
             result.left += 1
+    db.session.flush()
+    result.linked = linking.link_imported(lang=policy_language(), now=now)
     run = ImportRun(started_at=now, finished_at=utcnow(), source=source, status="ok", added=result.added,
                     updated=result.updated, unchanged=result.unchanged, left=result.left)
     db.session.add(run)
     audit.record("import.completed", actor="cli", now=now, commit=False,
                  data={"source": source, "added": result.added, "updated": result.updated, "left": result.left,
-                       "unchanged": result.unchanged})
+                       "unchanged": result.unchanged, "linked": result.linked})
     db.session.commit()
     result.run = run
     return result
+
+
+def policy_language() -> str:
+    """The language of mail sent without a request (the import's notices): the policy's default."""
+    from flask import current_app
+
+    return current_app.extensions["idp.policy"].data["login"]["default_language"]
 
 
 def import_file(path: str | Path, pesel_key: str, **kwargs) -> ImportResult:
@@ -324,3 +335,21 @@ def entitled(account: Account, service: Service) -> bool:
     if account.entitlements is not None:
         return service.name.lower() in {e.lower() for e in account.entitlements}
     return account.role in (service.default_roles or [])
+
+
+def next_migration(policy, now: dt.datetime, *, tz: str = "Europe/Warsaw") -> dt.datetime | None:
+    """When the next data migration is due: the first time of `[migration] schedule` ("HH:MM", local
+    time in `tz`) strictly after `now`. Naive UTC in and out, like every time in the project; None when
+    the schedule is empty. A time skipped by the spring DST change counts as if the clock had not moved
+    (02:30 on that day is 01:30 UTC); a time that happens twice in autumn counts once, the first time."""
+    from zoneinfo import ZoneInfo
+
+    times = {dt.time.fromisoformat(t) for t in policy.data["migration"]["schedule"]}
+    if not times:
+        return None
+    zone = ZoneInfo(tz)
+    today = now.replace(tzinfo=dt.UTC).astimezone(zone).date()
+    # Local order is not UTC order on a DST day (a skipped 02:30 is later in UTC than 03:00): take the min.
+    due = (dt.datetime.combine(today + dt.timedelta(days=n), at, tzinfo=zone).astimezone(dt.UTC)
+           .replace(tzinfo=None) for n in range(3) for at in times)
+    return min(d for d in due if d > now)

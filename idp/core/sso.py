@@ -268,3 +268,13 @@ def participants(session: SsoSession) -> list[SessionParticipant]:
     return list(db.session.scalars(db.select(SessionParticipant)
                                    .where(SessionParticipant.session_id == session.id)
                                    .order_by(SessionParticipant.id)))
+
+
+def sessions_of(account: Account, policy: Policy, now: dt.datetime | None = None) -> list[SsoSession]:
+    """The account's live sessions, most recently used first. Sessions past their idle or absolute
+    lifetime are left out (and ended now, with single logout, as still_alive does)."""
+    now = now or utcnow()
+    rows = db.session.scalars(db.select(SsoSession)
+                              .where(SsoSession.account_id == account.id, SsoSession.ended_at.is_(None))
+                              .order_by(SsoSession.last_used_at.desc(), SsoSession.auth_time.desc()))
+    return [s for s in list(rows) if still_alive(s, policy, now)]

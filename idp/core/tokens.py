@@ -11,7 +11,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from idp.core.errors import DomainError
 
-PURPOSES = ("password-reset",)
+PURPOSES = ("password-reset", "link-confirm", "activation-challenge")
 
 
 class TokenExpired(DomainError):

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 from flask import abort, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
-from idp.core import accounts, audit, linking, mail, provisioning
+from idp.core import accounts, audit, authn, linking, mail, provisioning
 from idp.core.clock import utcnow
 from idp.extensions import db
 from idp.federation import bp, client
@@ -155,14 +155,15 @@ def link():
     error = None
     left = linking.proof_attempts_left(pending)
     if by_password.submit.data and by_password.validate_on_submit():
-        if account.locked_until is not None and account.locked_until > utcnow():
+        if authn.is_locked(account, utcnow()):
             error = _("Password logins to this account are locked for now. Use the confirmation link "
                       "instead.")
         elif left <= 0:
             error = _("Too many wrong passwords. Use the confirmation link instead.")
         else:
             try:
-                proved = linking.prove_with_password(pending, by_password.password.data, client_ip=client_ip())
+                proved = linking.prove_with_password(pending, by_password.password.data, _policy(),
+                                                    client_ip=client_ip())
             except linking.LinkError:
                 return _taken(pending)
             if proved:

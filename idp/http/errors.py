@@ -15,9 +15,11 @@ log = logging.getLogger("idp.errors")
 
 
 def error_page(title: str, message: str, status: int, *, hint: str | None = None, record: bool = True,
-               event=None):
+               event=None, next_migration=None):
     """An error page with a reference code the helpdesk can look up (`idp events show CODE`): the code
-    names the audit event of what went wrong (`event`), or one recording the page itself."""
+    names the audit event of what went wrong (`event`), or one recording the page itself.
+    `next_migration` (naive UTC, see provisioning.next_migration): shown when what would fix the
+    problem arrives with the next import from the student records system."""
     ref = audit.reference(event) if event is not None else None
     if record and event is None:
         try:
@@ -29,7 +31,7 @@ def error_page(title: str, message: str, status: int, *, hint: str | None = None
             log.exception("could not record the error page")
             db.session.rollback()
     return render_template("errors/error.html", title=title, message=message, hint=hint, ref=ref,
-                           policy=current_app.extensions["idp.policy"]), status
+                           next_migration=next_migration, policy=current_app.extensions["idp.policy"]), status
 
 
 def init_app(app: Flask) -> None:

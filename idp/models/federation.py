@@ -49,6 +49,8 @@ class PendingLink(db.Model):
     created_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
     client_ip: Mapped[str | None] = mapped_column(String(64))
+    #: When a confirmation link was last mailed for it (the page says so when the person comes back).
+    mailed_at: Mapped[dt.datetime | None]
     #: linked | expired | superseded | declined — set once; None while it waits
     resolution: Mapped[str | None] = mapped_column(String(16))
     resolved_at: Mapped[dt.datetime | None]

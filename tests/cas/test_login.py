@@ -419,11 +419,13 @@ def test_private_email_policy(client, person):
     assert user_of(client, t) == "lukasz.z@example.com"
 
 
-def test_account_that_left_cannot_log_in(client):
+def test_account_that_left_cannot_log_in_and_only_the_right_password_is_told_why(client):
     create_account(status="left")
-    r = cas_login(client, USER, PASSWORD)
-    assert r.status_code == 401
-    assert page_error(r.get_data(as_text=True)) == "Invalid login or password"
+    wrong = cas_login(client, USER, "not-the-password")
+    assert wrong.status_code == 401
+    assert page_error(wrong.get_data(as_text=True)) == "Invalid login or password"
+    right = cas_login(client, USER, PASSWORD)
+    assert right.status_code == 403 and "Location" not in right.headers
 
 
 def test_empty_fields_ask_for_both(client, person):

@@ -46,8 +46,10 @@ def test_a_person_who_left_logs_in_during_the_grace_period_only(app, client, clo
     assert cas_login(client, "jan.kowal@student.example.edu.pl", PASSWORD).status_code == 302
     client.get("/cas/logout")
     clock.advance(days=2)  # 31 days after the export that dropped him: the default grace is 30
+    wrong = cas_login(client, "jan.kowal@student.example.edu.pl", "not-his-password")
+    assert wrong.status_code == 401 and "Niepoprawne dane logowania" in wrong.get_data(as_text=True)
     r = cas_login(client, "jan.kowal@student.example.edu.pl", PASSWORD)
-    assert r.status_code == 401 and "Niepoprawne dane logowania" in r.get_data(as_text=True)  # nothing revealed
+    assert r.status_code == 403  # the right password: told why (the left page), never a ticket
     last = db.session.scalars(db.select(AuditEvent).where(AuditEvent.action == "login.failed")
                               .order_by(AuditEvent.id.desc())).first()
     assert last.reason == "account_left"

@@ -182,6 +182,36 @@ def stop_process_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def serve(instance: Path, env: dict[str, str], log: Path, *, workers: int = 2) -> tuple[subprocess.Popen, str, int]:
+    """Start `idp serve` for an instance on a free port of 127.0.0.1 and wait until it answers.
+    The caller stops it with stop_process_group."""
+    proc = None
+    for _attempt in range(3):  # a free port can be taken between choosing and binding it
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        # gunicorn >= 25 opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl, else one shared
+        # ~/.gunicorn/gunicorn.ctl that every other server on the machine would also take over.
+        serve_env = dict(env, IDP_BASE_URL=url, XDG_RUNTIME_DIR=str(instance))
+        with log.open("w", encoding="utf-8") as fh:
+            proc = subprocess.Popen(
+                [str(idp_executable()), "serve", "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", str(workers)],
+                env=serve_env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                cwd=str(instance), start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _answers(f"{url}/cas/login"):
+                break
+            time.sleep(0.2)
+        if proc.poll() is None and _answers(f"{url}/cas/login"):
+            return proc, url, port
+        stop_process_group(proc)
+        if "Address already in use" not in _tail(log, 200):
+            pytest.fail(f"`idp serve` did not answer on {url}/cas/login within {START_TIMEOUT} s "
+                        f"(exit code {proc.returncode}); last log lines:\n{_tail(log)}", pytrace=False)
+    pytest.fail(f"`idp serve` could not bind a free port; last log lines:\n{_tail(log)}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -262,30 +292,7 @@ def idp(tmp_path_factory, relying_app: RelyingApp, elearning_app: OidcApp, artif
     log = artifacts / "idp-serve.log"
     proc = None
     try:
-        for _attempt in range(3):  # a free port can be taken between choosing and binding it
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            # gunicorn >= 25 opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl, else one shared
-            # ~/.gunicorn/gunicorn.ctl that every other server on the machine would also take over.
-            serve_env = dict(env, IDP_BASE_URL=url, XDG_RUNTIME_DIR=str(instance))
-            with log.open("w", encoding="utf-8") as fh:
-                proc = subprocess.Popen(
-                    [str(idp_executable()), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-                    env=serve_env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                    cwd=str(instance), start_new_session=True)
-            deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline and proc.poll() is None:
-                if _answers(f"{url}/cas/login"):
-                    break
-                time.sleep(0.2)
-            if proc.poll() is None and _answers(f"{url}/cas/login"):
-                break
-            stop_process_group(proc)
-            if "Address already in use" not in _tail(log, 200):
-                pytest.fail(f"`idp serve` did not answer on {url}/cas/login within {START_TIMEOUT} s "
-                            f"(exit code {proc.returncode}); last log lines:\n{_tail(log)}", pytrace=False)
-        else:
-            pytest.fail(f"`idp serve` could not bind a free port; last log lines:\n{_tail(log)}", pytrace=False)
+        proc, url, port = serve(instance, env, log)
         relying_app.state.idp_url = url
         elearning_app.state.issuer = url  # the IdP's issuer is its base URL; oic discovers the rest
         yield Idp(url=url, port=port, instance=instance, log=log, process=proc, env=env)

@@ -16,7 +16,7 @@ from tests.federation.conftest import UNVERIFIED_LOGIN, upstream_login
 
 LUKASZ = "lukasz.zolkiewski@student.example.edu.pl"
 NOWY = "nowy.student@student.example.edu.pl"
-HEADER = ("album,pesel,first_name,last_name,university_email,private_email,role,aliases\n")
+HEADER = "album,pesel,birth_date,first_name,last_name,university_email,private_email,role,aliases\n"
 
 
 def _links():
@@ -135,9 +135,7 @@ def test_not_recognized_then_an_import_links_it_and_mails_a_notice(client, upstr
     assert (pending.kind, pending.email, pending.resolution) == ("unknown", NOWY, None)
 
     export = tmp_path / "export.csv"
-    export.write_text(HEADER + f"99001,,Nowy,Student,{NOWY},,student,\n".replace(",,Nowy", ",,Nowy"),
-                      encoding="utf-8")
-    export.write_text(HEADER + f"99001,,Nowy,Student,{NOWY},,student,\n", encoding="utf-8")
+    export.write_text(HEADER + f"99001,,2005-02-03,Nowy,Student,{NOWY},,student,\n", encoding="utf-8")
     result = provisioning.import_file(export, client.application.config["PESEL_KEY"])
     assert result.ok and result.linked == 1
     [link] = _links()
@@ -167,13 +165,17 @@ def test_trust_email_accepts_an_address_the_provider_does_not_mark_verified(clie
     assert response.status_code == 302 and response.headers["Location"].endswith("/federation/link")
 
 
-def test_a_linked_person_who_left_is_told_so(client, upstream, clock):
+def test_a_linked_person_who_left_is_told_so(client, upstream):
+    """(No frozen clock here: the upstream runs in this process too and would sign tokens in the future.)"""
+    import datetime as dt
+
+    from idp.core.clock import utcnow
+
     account = create_account()
     page = _exists_page(client, upstream)
     _prove(client, page, PASSWORD)
-    account.left_at = clock.now
+    account.left_at = utcnow() - dt.timedelta(days=31)  # the default grace period is 30 days
     db.session.commit()
-    clock.advance(days=31)
     fresh = client.application.test_client()
     response = upstream_login(fresh, upstream, LUKASZ)
     assert response.status_code == 403
@@ -231,3 +233,26 @@ def test_the_upstream_sso_session_is_reused(client, upstream):
     while hop.status_code in (302, 303) and hop.headers["Location"].startswith(upstream.url):
         hop = browser.get(hop.headers["Location"], allow_redirects=False, timeout=10)
     assert hop.headers["Location"].startswith("http://127.0.0.1:8000/federation/mail/callback")
+
+
+def test_an_oidc_request_resumes_after_the_upstream_login(client, upstream):
+    """An OIDC app's /authorize waits while the person logs in through the upstream, then gets its code."""
+    from idp.core import registry
+
+    registry.replace_all([{"name": "Poczta", "protocol": "oidc", "client_id": "webmail",
+                           "client_secret": "w" * 40, "redirect_uris": ["https://webmail.example.edu.pl/cb"],
+                           "scopes": ["openid", "email"], "first_party": True}])
+    create_account()
+    _prove(client, _exists_page(client, upstream), PASSWORD)
+    fresh = client.application.test_client()
+    params = {"response_type": "code", "client_id": "webmail", "redirect_uri": "https://webmail.example.edu.pl/cb",
+              "scope": "openid email", "state": "s1", "nonce": "n1"}
+    to_login = fresh.get("/oidc/authorize", query_string=params)
+    assert to_login.status_code == 302 and to_login.headers["Location"].startswith("/cas/login")
+    back = upstream_login(fresh, upstream, LUKASZ)
+    assert back.headers["Location"] == "/cas/login"
+    resumed = fresh.get("/cas/login")
+    assert resumed.status_code == 302 and resumed.headers["Location"].startswith("/oidc/authorize")
+    code = fresh.get(resumed.headers["Location"])
+    assert code.status_code == 302
+    assert code.headers["Location"].startswith("https://webmail.example.edu.pl/cb?code=")

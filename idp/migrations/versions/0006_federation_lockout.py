@@ -41,6 +41,7 @@ def upgrade():
         sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.Column('expires_at', sa.DateTime(), nullable=False),
         sa.Column('client_ip', sa.String(length=64), nullable=True),
+        sa.Column('mailed_at', sa.DateTime(), nullable=True),
         sa.Column('resolution', sa.String(length=16), nullable=True),
         sa.Column('resolved_at', sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),

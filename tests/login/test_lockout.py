@@ -1,0 +1,279 @@
+"""Lockout after too many wrong passwords in a row (`[login] lockout_threshold`, `lockout_minutes`).
+
+Only someone who types the *correct* password is told "locked until 14:35"; a wrong password on a locked
+account gets exactly what an unknown identifier gets, so the lock is no oracle for whether an account
+exists. One argon2 verification whatever happens; unknown identifiers never lock anything.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from idp.core import accounts, authn
+from idp.extensions import db
+from idp.models import Account, AuditEvent
+from tests.cas.conftest import page_error, tgc
+from tests.conftest import USOSWEB, cas_login
+from tests.factories import PASSWORD, create_account
+from tests.recovery.helpers import NEW, RIGHT_PESEL, queued_link, request_link, submit_answer
+
+USER = "lukasz.zolkiewski@student.example.edu.pl"
+WRONG = "Not-The-Password-123"
+#: 13:20 UTC in January is 14:20 in Warsaw (CET): a 15-minute lock runs until 14:35 local time.
+WINTER_AFTERNOON = dt.datetime(2026, 1, 15, 13, 20)
+
+
+@pytest.fixture
+def client(client):
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
+@pytest.fixture
+def browser(app):
+    """browser() -> another, independent browser (own cookie jar), English like `client`."""
+    from tests.conftest import FreshContextClient
+
+    def make():
+        c = FreshContextClient(app, app.response_class, use_cookies=True)
+        c.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+        return c
+
+    return make
+
+
+@pytest.fixture
+def afternoon(clock):
+    clock.now = WINTER_AFTERNOON
+    return clock
+
+
+def text(r) -> str:
+    return r.get_data(as_text=True)
+
+
+def fresh(account: Account) -> Account:
+    db.session.expire_all()
+    return db.session.get(Account, account.id)
+
+
+def events(action: str) -> list[AuditEvent]:
+    db.session.expire_all()
+    return list(db.session.scalars(db.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
+
+
+def wrong(client, times: int = 1, username: str = USER):
+    for _ in range(times):
+        r = cas_login(client, username, WRONG)
+        assert r.status_code == 401 and page_error(text(r)) == "Invalid login or password", text(r)[:2000]
+    return r
+
+
+def is_locked_page(r) -> bool:
+    return r.status_code == 403 and "Your account is locked until" in text(r)
+
+
+# --- locking --------------------------------------------------------------------------------------------
+
+@pytest.mark.policy(login__lockout_threshold=3, login__lockout_minutes=15)
+def test_the_threshold_of_wrong_passwords_in_a_row_locks(client, person, afternoon):
+    wrong(client, 2)
+    assert fresh(person).failed_logins == 2 and fresh(person).locked_until is None
+    assert events("account.locked") == []
+    wrong(client)  # the third: locked, and still only the generic message
+    account = fresh(person)
+    assert account.failed_logins == 3
+    assert account.locked_until == WINTER_AFTERNOON + dt.timedelta(minutes=15)
+    [locked] = events("account.locked")
+    assert locked.account_id == person.id and locked.reason == "too_many_wrong_passwords"
+    assert locked.data == {"failed_logins": 3, "until": "2026-01-15T13:35:00"}
+
+
+def test_the_default_policy_locks_after_ten(client, person, afternoon):
+    wrong(client, 9)
+    assert fresh(person).locked_until is None
+    wrong(client)
+    assert fresh(person).locked_until == WINTER_AFTERNOON + dt.timedelta(minutes=15)
+
+
+@pytest.mark.policy(login__lockout_threshold=0)
+def test_threshold_zero_never_locks(client, person, afternoon):
+    wrong(client, 12)
+    assert fresh(person).locked_until is None
+    assert cas_login(client, USER, PASSWORD).status_code == 302
+
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_correct_password_while_locked_says_until_when_and_what_to_do(client, person, afternoon):
+    wrong(client, 3)
+    r = cas_login(client, USER, PASSWORD)
+    assert is_locked_page(r), (r.status_code, text(r)[:2000])
+    page = text(r)
+    assert "Your account is locked until 14:35 after too many wrong passwords." in page  # Warsaw time
+    assert 'href="/password/reset"' in page
+    assert "Location" not in r.headers and tgc(client) is None  # no session, no ticket
+    code = re.search(r'<strong class="ref">(E\d+)</strong>', page).group(1)
+    event = db.session.get(AuditEvent, int(code[1:]))
+    assert (event.action, event.reason, event.account_id) == ("login.failed", "locked", person.id)
+
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_the_locked_page_in_polish_shows_the_local_time(client, person, afternoon):
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pl"
+    wrong_pl = [cas_login(client, USER, WRONG) for _ in range(3)]
+    assert all(r.status_code == 401 and page_error(text(r)) == "Niepoprawne dane logowania" for r in wrong_pl)
+    r = cas_login(client, USER, PASSWORD)
+    assert r.status_code == 403 and "14:35" in text(r) and '<html lang="pl">' in text(r)
+
+
+@pytest.mark.policy(login__lockout_threshold=3, login__lockout_minutes=120)
+def test_a_lock_into_the_next_day_names_the_date_too(client, person, clock):
+    clock.now = dt.datetime(2026, 1, 15, 22, 30)  # 23:30 in Warsaw; locked until 01:30 on the 16th
+    wrong(client, 3)
+    page = text(cas_login(client, USER, PASSWORD))
+    until = re.search(r"locked until (.*?) after too many", page).group(1)
+    assert until == "16 January, 01:30", until
+
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_wrong_password_while_locked_is_identical_to_an_unknown_identifier(client, browser, person, afternoon):
+    wrong(client, 3)
+    locked = cas_login(browser(), USER, WRONG)
+    unknown = cas_login(browser(), "nobody@student.example.edu.pl", WRONG)
+    assert locked.status_code == unknown.status_code == 401
+    assert page_error(text(locked)) == page_error(text(unknown)) == "Invalid login or password"
+    assert "locked" not in text(locked).lower()
+    # The audit log keeps the real reason; guessing on never extends the lock.
+    assert events("login.failed")[-2].reason == "locked_wrong_password"
+    assert fresh(person).locked_until == WINTER_AFTERNOON + dt.timedelta(minutes=15)
+    assert fresh(person).failed_logins == 3
+    assert len(events("account.locked")) == 1
+
+
+@pytest.mark.policy(login__lockout_threshold=3, login__lockout_minutes=15)
+def test_the_lock_runs_out_after_lockout_minutes(client, person, afternoon):
+    wrong(client, 3)
+    afternoon.advance(minutes=14, seconds=59)
+    assert is_locked_page(cas_login(client, USER, PASSWORD))
+    afternoon.advance(seconds=1)
+    r = cas_login(client, USER, PASSWORD)
+    assert r.status_code == 302 and "ticket=ST-" in r.headers["Location"]
+    account = fresh(person)
+    assert account.failed_logins == 0 and account.locked_until is None
+
+
+@pytest.mark.policy(login__lockout_threshold=3, login__lockout_minutes=15)
+def test_after_the_lock_runs_out_the_count_starts_again(client, person, afternoon):
+    wrong(client, 3)
+    afternoon.advance(minutes=16)
+    wrong(client)  # one wrong password after the lock ran out does not lock again at once
+    assert fresh(person).failed_logins == 1 and fresh(person).locked_until is None
+    wrong(client, 2)
+    assert fresh(person).locked_until == afternoon.now + dt.timedelta(minutes=15)
+
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_a_correct_password_resets_the_count(client, person, afternoon):
+    wrong(client, 2)
+    assert cas_login(client, USER, PASSWORD).status_code == 302
+    assert fresh(person).failed_logins == 0
+    client.get("/cas/logout")
+    wrong(client, 2)
+    assert fresh(person).locked_until is None
+    assert cas_login(client, USER, PASSWORD).status_code == 302
+
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_wrong_passwords_count_across_identifiers_of_the_same_account(client, person, afternoon):
+    wrong(client, username="12345")
+    wrong(client, username="s12345@student.example.edu.pl")
+    wrong(client, username=USER.upper())
+    assert fresh(person).locked_until is not None
+
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_unknown_identifiers_never_lock_anything(client, person, afternoon):
+    wrong(client, 5, username="nobody@student.example.edu.pl")
+    wrong(client, 5, username="99999")
+    assert events("account.locked") == []
+    assert fresh(person).failed_logins == 0
+    assert cas_login(client, USER, PASSWORD).status_code == 302
+
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_an_account_without_a_password_is_never_locked(client, afternoon):
+    nobody = create_account(album="55555", university_email="no.password@student.example.edu.pl",
+                            private_email=None, aliases=(), password=None)
+    wrong(client, 4, username="no.password@student.example.edu.pl")
+    assert fresh(nobody).locked_until is None and fresh(nobody).failed_logins == 0
+
+
+# --- one argon2 verification in every branch --------------------------------------------------------------
+
+@pytest.mark.policy(login__lockout_threshold=2)
+@pytest.mark.parametrize("case", ["unknown", "wrong", "locking", "locked_wrong", "locked_right", "expired_lock",
+                                  "left_right", "left_wrong", "ok"])
+def test_exactly_one_verification_whatever_the_outcome(app, afternoon, monkeypatch, case):
+    from idp.core.passwords import Passwords
+
+    account = create_account(status="left" if case.startswith("left") else "active")
+    if case == "locking":
+        account.failed_logins = 1
+    if case.startswith("locked") or case == "expired_lock":
+        account.failed_logins = 2
+        account.locked_until = afternoon.now + dt.timedelta(minutes=-1 if case == "expired_lock" else 5)
+    db.session.commit()
+    calls = []
+    real = Passwords.verify
+    monkeypatch.setattr(Passwords, "verify", lambda self, stored, pw: calls.append(stored) or real(self, stored, pw))
+    identifier = "nobody@student.example.edu.pl" if case == "unknown" else USER
+    password = PASSWORD if case in ("locked_right", "expired_lock", "left_right", "ok") else WRONG
+    with app.test_request_context():
+        result = authn.authenticate(identifier, password, app.extensions["idp.policy"], client_ip="192.0.2.1")
+    assert len(calls) == 1
+    expected = {"unknown": "unknown_identifier", "wrong": "wrong_password", "locking": "wrong_password",
+                "locked_wrong": "locked_wrong_password", "locked_right": "locked", "expired_lock": None,
+                "left_right": "account_left", "left_wrong": "wrong_password", "ok": None}[case]
+    assert result.reason == expected
+    assert result.password_was_correct is (case in ("locked_right", "left_right"))
+    if case == "locking":
+        assert fresh(account).locked_until is not None
+
+
+# --- a new password lifts the lock ------------------------------------------------------------------------
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_a_password_reset_by_link_unlocks(app, client, browser, person, afternoon):
+    wrong(client, 3)
+    assert fresh(person).locked_until is not None
+    reset = browser()
+    assert request_link(reset, USER).status_code == 200
+    r = submit_answer(reset, queued_link(USER), RIGHT_PESEL)
+    assert r.status_code in (200, 302, 303), text(r)[:2000]
+    account = fresh(person)
+    assert account.locked_until is None and account.failed_logins == 0
+    r = cas_login(client, USER, NEW)
+    assert r.status_code == 302 and "ticket=ST-" in r.headers["Location"]
+
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_set_password_lifts_the_lock(app, person, afternoon):
+    person.failed_logins, person.locked_until = 3, afternoon.now + dt.timedelta(minutes=15)
+    db.session.commit()
+    accounts.set_password(person, NEW, app.extensions["idp.policy"], actor="cli")
+    account = fresh(person)
+    assert account.failed_logins == 0 and account.locked_until is None
+
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_a_locked_account_keeps_a_session_it_already_had(client, browser, person, afternoon):
+    """The lock stops password logins; a session opened before it (the person's own) goes on."""
+    assert cas_login(client, USER, PASSWORD).status_code == 302
+    other = browser()
+    for _ in range(3):
+        cas_login(other, USER, WRONG)
+    assert fresh(person).locked_until is not None
+    r = client.get("/cas/login", query_string={"service": USOSWEB})
+    assert r.status_code == 302 and "ticket=ST-" in r.headers["Location"]
