@@ -1,4 +1,4 @@
-"""Pages of a logged-in person's own account (change password)."""
+"""Pages of a logged-in person's own account: the overview (/account) and the password change."""
 from flask import Blueprint
 
 bp = Blueprint("account", __name__, url_prefix="/account")

@@ -79,7 +79,7 @@ def read_secret(text: str) -> Secret | str:
     given = (text or "").strip().replace(" ", "")
     if given.isascii() and given.isdigit():
         return BAD_PESEL if pesel.problem(given) else Secret("pesel", pesel=given)
-    date = recovery._parse_date(given)
+    date = recovery.parse_date(given)
     return Secret("birth_date", birth_date=date) if date else BAD_SECRET
 
 
@@ -128,7 +128,7 @@ def verify(album: str, secret: Secret, surname: str, policy: Policy, *, client_i
                  [part for part, ok in (("surname", surname_ok), ("secret", secret_ok)) if not ok])
         event = audit.record(FAILED, account_id=account.id if account is not None else None, reason=DATA_MISMATCH,
                              client_ip=client_ip, now=now,
-                             data={**base, "album": (album or "").strip()[:32], "wrong": wrong, "by": secret.kind})
+                             data={**base, "album": _loggable_album(album), "wrong": wrong, "by": secret.kind})
         return Verification(MISMATCH, event)
     if account.password_hash is not None:
         event = audit.record(FAILED, account_id=account.id, reason=ALREADY_ACTIVE, client_ip=client_ip, now=now,
@@ -195,6 +195,12 @@ def record_refused(reason: str, *, client_ip: str | None, data: dict | None = No
                    now: dt.datetime | None = None) -> AuditEvent:
     """A refused attempt (rate_limited, challenge_failed): an audit event with its reason."""
     return audit.record(FAILED, reason=reason, client_ip=client_ip, data=data, now=now)
+
+
+def _loggable_album(album: str | None) -> str:
+    """What a typed album number is recorded as: never a PESEL typed into the wrong field."""
+    value = (album or "").strip()[:32]
+    return "(a PESEL, not recorded)" if pesel.problem(value) is None else value
 
 
 # --- proof-of-work challenge ------------------------------------------------------------------------------

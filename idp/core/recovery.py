@@ -131,7 +131,7 @@ class LinkGone(DomainError):
     code = "reset_link_gone"
 
 
-def _parse_date(text: str) -> dt.date | None:
+def parse_date(text: str) -> dt.date | None:
     text = text.strip()
     for pattern, order in ((r"(\d{4})-(\d{1,2})-(\d{1,2})", "ymd"), (r"(\d{1,2})[.\-/ ](\d{1,2})[.\-/ ](\d{4})", "dmy")):
         m = re.fullmatch(pattern, text)
@@ -161,7 +161,7 @@ def answer(state: LinkState, given: str, policy: Policy, *, client_ip: str | Non
             return MALFORMED
         right = pesel.keyed_hash(given, current_app.config["PESEL_KEY"]) == account.pesel_hash
     else:
-        date = _parse_date(given)
+        date = parse_date(given)
         if date is None:
             return MALFORMED
         right = date == account.birth_date
