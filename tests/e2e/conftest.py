@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,16 +250,24 @@ def time_limit(request) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.fixture(scope="session")
-def database_env() -> Iterator[dict[str, str]]:
-    """IDP_DATABASE_URL for the served IdP: SQLite in the instance by default; with
-    IDP_TEST_DATABASE_URL, a schema of its own in that PostgreSQL database, dropped afterwards."""
+@contextmanager
+def own_database(prefix: str) -> Iterator[dict[str, str]]:
+    """IDP_DATABASE_URL for one served IdP: SQLite in its instance by default; with IDP_TEST_DATABASE_URL,
+    a PostgreSQL schema of its own, dropped afterwards. Every `idp serve` of the suite needs its own:
+    `idp services load` replaces the whole registry of the database it is given."""
     base = postgres_base()
     if not base:
         yield {}
         return
-    with postgres_schema(base, "idp_e2e") as url:
+    with postgres_schema(base, prefix) as url:
         yield {"IDP_DATABASE_URL": url}
+
+
+@pytest.fixture(scope="session")
+def database_env() -> Iterator[dict[str, str]]:
+    """The database of the shared `idp` fixture."""
+    with own_database("idp_e2e") as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

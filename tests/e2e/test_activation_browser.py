@@ -17,14 +17,12 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.databases import postgres_base, postgres_schema
 from tests.e2e.conftest import (
     START_TIMEOUT,
     _answers,
@@ -32,6 +30,7 @@ from tests.e2e.conftest import (
     clean_env,
     free_port,
     idp_executable,
+    own_database,
     run_idp,
     stop_process_group,
 )
@@ -68,7 +67,7 @@ def activation_idp(tmp_path_factory, artifacts: Path) -> Iterator[Served]:
     people = folder / "people.csv"
     people.write_text("album,pesel,first_name,last_name,university_email,private_email,role,aliases\n"
                       f"{ALBUM},{PESEL},Zofia,{LAST_NAME},{LOGIN},,student,\n", encoding="utf-8")
-    with _database() as database_env:
+    with own_database("idp_e2e_activation") as database_env:
         env = clean_env(IDP_INSTANCE=str(instance), IDP_POLICY=str(policy), CI=os.environ.get("CI", "true"),
                         IDP_ARGON2_TIME_COST="2", IDP_ARGON2_MEMORY_COST="19456", IDP_ARGON2_PARALLELISM="1",
                         IDP_MAIL_SERVER="127.0.0.1", IDP_MAIL_PORT=str(free_port()), PYTHONUNBUFFERED="1",
@@ -94,17 +93,6 @@ def activation_idp(tmp_path_factory, artifacts: Path) -> Iterator[Served]:
             yield Served(url=url, log=log)
         finally:
             stop_process_group(proc)
-
-
-@contextmanager
-def _database() -> Iterator[dict[str, str]]:
-    """SQLite in the instance; with IDP_TEST_DATABASE_URL, a PostgreSQL schema of its own, dropped afterwards."""
-    base = postgres_base()
-    if not base:
-        yield {}
-        return
-    with postgres_schema(base, "idp_e2e_activation") as url:
-        yield {"IDP_DATABASE_URL": url}
 
 
 def _fill(page: Page, secret: str) -> None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import clean_env, run_idp, serve, stop_process_group
+from tests.e2e.conftest import clean_env, own_database, run_idp, serve, stop_process_group
 from tests.e2e.relying_app import RelyingApp
 from tests.smtp_sink import SmtpSink
 
@@ -52,10 +53,11 @@ def _row(person, entitlements: str = "") -> str:
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory, artifacts: Path, database_env: dict[str, str],
-               mail_sink: SmtpSink) -> Iterator[Federation]:
+def federation(tmp_path_factory, artifacts: Path, mail_sink: SmtpSink) -> Iterator[Federation]:
     app = RelyingApp().start()
     procs = []
+    databases = ExitStack()
+    database_env = databases.enter_context(own_database("idp_e2e_federation"))
     base = dict(IDP_ARGON2_TIME_COST="2", IDP_ARGON2_MEMORY_COST="19456", IDP_ARGON2_PARALLELISM="1",
                 IDP_MAIL_SERVER=mail_sink.host, IDP_MAIL_PORT=str(mail_sink.port), IDP_MAIL_WORKER_INTERVAL="0.5",
                 PYTHONUNBUFFERED="1", CI=os.environ.get("CI", "true"))
@@ -119,6 +121,7 @@ def federation(tmp_path_factory, artifacts: Path, database_env: dict[str, str],
         for proc in reversed(procs):
             stop_process_group(proc)
         app.stop()
+        databases.close()
 
 
 def _upstream_button(page: Page, fed: Federation) -> None:
