@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from functools import wraps
+
 from flask import abort, current_app, flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from idp.account import bp
 from idp.account.forms import ActionForm, ChangeOwnPasswordForm
-from idp.core import accounts, audit, identities, sso
+from idp.core import accounts, audit, linking, sso
 from idp.core.clock import utcnow
 from idp.core.policy import Rule
 from idp.extensions import db
@@ -57,7 +59,7 @@ def change_password():
     session of the account ends and every refresh token is revoked."""
     current = current_session()
     if current is None:
-        return redirect(url_for("cas.login", service=None))
+        return _to_login(url_for("account.change_password"))
     account = db.session.get(Account, current.account_id)
     policy = current_app.extensions["idp.policy"]
     form = ChangeOwnPasswordForm()
@@ -112,15 +114,24 @@ def _logged_in():
     return (current, account) if account is not None else None
 
 
-def _to_login():
-    """Send the person to the login page; after it they come back to the overview."""
-    authflow.remember_resume(url_for("account.overview"))
+def _to_login(back: str | None = None):
+    """Send the person to the login page; after it they come back (to the overview by default)."""
+    authflow.remember_resume(back or url_for("account.overview"))
     return redirect(url_for("cas.login", service=None))
 
 
-def upstream_label(name: str) -> str:
-    return next((u.get("label") or name for u in current_app.config.get("UPSTREAM", []) if u.get("name") == name),
-                name)
+def _own_account_action(view):
+    """A POST on the logged-in person's own account: logged in (else the login page), CSRF checked;
+    the view gets (current session, account)."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        who = _logged_in()
+        if who is None:
+            return _to_login()
+        if not ActionForm().validate_on_submit():
+            abort(400)
+        return view(*who, *args, **kwargs)
+    return wrapper
 
 
 def reason_words(code: str | None) -> str | None:
@@ -154,7 +165,7 @@ def recent_logins(account: Account, limit: int = RECENT_LOGINS) -> list[dict]:
             outcome, ok = e.action, None
         provider = data.get("provider")
         rows.append({"at": e.at, "ok": ok, "outcome": outcome, "reason": reason,
-                     "method": _("via %(provider)s", provider=upstream_label(provider)) if provider
+                     "method": _("via %(provider)s", provider=linking.label(provider)) if provider
                      else (_("with password") if e.action.startswith("login.") else None),
                      "service": data.get("service"), "client_ip": e.client_ip})
     return rows
@@ -171,9 +182,9 @@ def overview():
     login_kinds = set(policy.data["login"]["identifiers"])
     idents = [{"value": i.value, "kind": str(KIND_LABELS.get(i.kind, i.kind)), "logs_in": i.kind in login_kinds}
               for i in account.identifiers if i.kind in ("university_email", "private_email", "alias")]
-    links = [{"id": u.id, "provider": upstream_label(u.provider), "subject": u.subject, "email": u.email,
+    links = [{"id": u.id, "provider": linking.label(u.provider), "subject": u.subject, "email": u.email,
               "linked_by": str(LINKED_BY_LABELS.get(u.linked_by, u.linked_by)), "linked_at": u.linked_at,
-              "last_login_at": u.last_login_at} for u in identities.identities_of(account)]
+              "last_login_at": u.last_login_at} for u in linking.identities_of(account)]
     sessions = [{"sid": s.sid, "auth_time": s.auth_time, "last_used_at": s.last_used_at, "client_ip": s.client_ip,
                  "apps": sso.apps_summary(sso.participants(s)), "current": s.id == current.id}
                 for s in sso.sessions_of(account, policy, utcnow())]
@@ -185,16 +196,11 @@ def overview():
 
 
 @bp.route("/identities/<int:identity_id>/unlink", methods=["POST"])
-def unlink_identity(identity_id: int):
-    who = _logged_in()
-    if who is None:
-        return _to_login()
-    _current, account = who
-    if not ActionForm().validate_on_submit():
-        abort(400)
+@_own_account_action
+def unlink_identity(_current: SsoSession, account: Account, identity_id: int):
     try:
-        done = identities.unlink(account, identity_id, actor="self", client_ip=client_ip())
-    except identities.LastWayToLogIn as exc:
+        done = linking.unlink(account, identity_id, actor="self", client_ip=client_ip())
+    except linking.LastWayToLogIn as exc:
         flash(str(exc), "error")
         return redirect(url_for("account.overview"))
     if not done:
@@ -208,15 +214,10 @@ def _end(target: SsoSession) -> list[sso.AppStatus]:
 
 
 @bp.route("/sessions/<sid>/end", methods=["POST"])
-def end_session(sid: str):
+@_own_account_action
+def end_session(current: SsoSession, account: Account, sid: str):
     """Log out one session of the person's own (its apps are told, as at /cas/logout). Ending the
     session of this very browser logs it out here too."""
-    who = _logged_in()
-    if who is None:
-        return _to_login()
-    current, account = who
-    if not ActionForm().validate_on_submit():
-        abort(400)
     target = db.session.scalar(db.select(SsoSession).where(SsoSession.sid == sid[:64]))
     if target is None or target.account_id != account.id or target.ended_at is not None:
         abort(404)  # not theirs, or already over: the same answer
@@ -233,14 +234,9 @@ def end_session(sid: str):
 
 
 @bp.route("/sessions/end-others", methods=["POST"])
-def end_other_sessions():
+@_own_account_action
+def end_other_sessions(current: SsoSession, account: Account):
     """Log out every session of the person except this browser's."""
-    who = _logged_in()
-    if who is None:
-        return _to_login()
-    current, account = who
-    if not ActionForm().validate_on_submit():
-        abort(400)
     policy = current_app.extensions["idp.policy"]
     ended = 0
     for s in sso.sessions_of(account, policy, utcnow()):

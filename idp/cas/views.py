@@ -1,17 +1,15 @@
 """CAS endpoints: parse parameters, run the shared login flow, issue or validate tickets."""
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from flask import current_app, redirect, render_template, request, session, url_for
-from flask_babel import format_datetime, format_time, to_user_timezone
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 from idp.cas import bp, protocol, responses
-from idp.core import audit, authn, provisioning, registry, sso, tickets
+from idp.core import audit, provisioning, registry, sso, tickets
 from idp.core.clock import utcnow
 from idp.extensions import csrf, db
 from idp.http import authflow
@@ -113,7 +111,8 @@ def login():
                                      error=_("Enter your login and password."), status=400)
     result = authflow.check_credentials(form, svc.name if svc else None)
     if result.password_was_correct:  # only the password's owner learns what else blocks the way
-        return _blocked(result)
+        return authflow.render_blocked(result.reason, result.account, result.event,
+                                       retry_url=url_for("cas.login", **request.args))
     if not result.ok:
         form.password.data = ""
         return authflow.render_login(form, service_name=service_name,
@@ -125,25 +124,6 @@ def login():
     response = current_app.make_response(_grant(est.session, svc, service_url, new_login=True, method=method))
     set_tgc(response, est.tgt)
     return response
-
-
-def _blocked(result: authn.AuthResult):
-    """Why a correct password did not log the person in (locked, left the university): what it means, what
-    to do, whom to ask, and the reference code of the refused login. Never reached with a wrong password."""
-    policy, account, now = _policy(), result.account, utcnow()
-    context = {"kind": result.reason, "account": account, "policy": policy, "ref": audit.reference(result.event),
-               "retry_url": url_for("cas.login", **request.args)}
-    if result.reason == "locked":
-        until = account.locked_until
-        same_day = to_user_timezone(until).date() == to_user_timezone(now).date()
-        context.update(title=_("Your account is locked"),
-                       until=format_time(until, "HH:mm") if same_day else format_datetime(until, "d MMMM, HH:mm"))
-    else:  # account_left
-        grace = policy.data["migration"]["left_grace_days"]
-        context.update(title=_("Your account is no longer active"), left_on=account.left_at, grace_days=grace,
-                       grace_ended_on=account.left_at + dt.timedelta(days=grace) if account.left_at else None,
-                       next_migration=provisioning.next_migration(policy, now))
-    return render_template("login/blocked.html", **context), 403
 
 
 def _resume_url(service_url: str | None, renew: bool, method: str) -> str:

@@ -1,5 +1,5 @@
 """Upstream identities and local accounts: known links, the "already exists" proof, the "not recognized"
-memory that a later import resolves.
+memory that a later import resolves, and listing / unlinking an account's links.
 
 An upstream identity is keyed by (provider, subject). Its e-mail address only ever *suggests* an account:
 the person proves that account (its password, or a link mailed to it) before anything is linked, because
@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flask import current_app, url_for
+from flask_babel import lazy_gettext as _l
 
 from idp.core import accounts, audit, authn, mail, tokens
 from idp.core.clock import utcnow
@@ -27,6 +28,12 @@ MAX_PROOF_ATTEMPTS = 5
 
 class LinkError(DomainError):
     code = "link_failed"
+
+
+class LastWayToLogIn(DomainError):
+    """Unlinking would leave the account with no way to log in (no password, no other link)."""
+
+    code = "last_way_to_log_in"
 
 
 @dataclass(frozen=True)
@@ -250,3 +257,34 @@ def link_imported(*, lang: str = "pl", now: dt.datetime | None = None) -> int:
                                   "account_url": current_app.config["BASE_URL"] + "/account"})
         linked += 1
     return linked
+
+
+def identities_of(account: Account) -> list[UpstreamIdentity]:
+    """The account's linked upstream identities, oldest link first."""
+    return list(db.session.scalars(db.select(UpstreamIdentity)
+                                   .where(UpstreamIdentity.account_id == account.id)
+                                   .order_by(UpstreamIdentity.linked_at, UpstreamIdentity.id)))
+
+
+def unlink(account: Account, identity_id: int, *, actor: str, client_ip: str | None,
+           now: dt.datetime | None = None) -> bool:
+    """Remove one link of this account. False when there is no such link *of this account* (someone
+    else's link is never touched). Raises LastWayToLogIn when the account has no password and this is
+    its only link: without it nobody could log in to the account any more."""
+    identity = db.session.get(UpstreamIdentity, identity_id)
+    if identity is None or identity.account_id != account.id:
+        return False
+    if account.password_hash is None:
+        others = db.session.scalar(db.select(db.func.count(UpstreamIdentity.id))
+                                   .where(UpstreamIdentity.account_id == account.id,
+                                          UpstreamIdentity.id != identity.id))
+        if not others:
+            raise LastWayToLogIn(str(_l(
+                "This is the only way to log in to your account: you have no password. Set a password "
+                "first (use the password reset), then unlink it.")))
+    provider, email = identity.provider, identity.email
+    db.session.delete(identity)
+    audit.record("upstream.unlinked", actor=actor, account_id=account.id, client_ip=client_ip,
+                 data={"provider": provider, "email": email}, now=now or utcnow(), commit=False)
+    db.session.commit()
+    return True

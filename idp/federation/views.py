@@ -99,10 +99,7 @@ def _log_in(account: Account, *, method: str, resume: str):
 def _left_page(account: Account, provider: str):
     event = audit.record("upstream.login.failed", account_id=account.id, reason="account_left",
                          client_ip=client_ip(), data={"provider": provider})
-    return error_page(_("Your account is no longer active"),
-                      _("The university's records show that you have left, and the grace period has ended, "
-                        "so you cannot log in. If this is a mistake, contact the dean's office."), 403,
-                      event=event, next_migration=provisioning.next_migration(_policy(), utcnow()))
+    return authflow.render_blocked("account_left", account, event, retry_url=url_for("cas.login"))
 
 
 @bp.route("/<name>/callback")

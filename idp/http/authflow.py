@@ -5,19 +5,22 @@ at the end (authentik's "shared flow, protocol-specific last step").
 """
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import current_app, redirect, render_template, session, url_for
-from flask_babel import get_locale
+from flask_babel import format_datetime, format_time, get_locale, to_user_timezone
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
-from idp.core import accounts, authn, provisioning, sso
+from idp.core import accounts, audit, authn, provisioning, sso
 from idp.core.authn import AuthResult
+from idp.core.clock import utcnow
 from idp.http.security import client_ip
 from idp.models import Account, SsoSession
 
@@ -60,6 +63,26 @@ def render_login(form: LoginForm, *, service_name: str | None, error: str | None
 def check_credentials(form: LoginForm, service: str | None) -> AuthResult:
     return authn.authenticate(form.username.data or "", form.password.data or "", policy(),
                               client_ip=client_ip(), service=service)
+
+
+def render_blocked(reason: str, account: Account, event, *, retry_url: str):
+    """Why a verified person (a correct password, or an upstream provider and its link) is not let in —
+    locked, left the university: what it means, what to do, whom to ask, and the reference code of the
+    refused login. Never shown after a wrong password (core/authn.py AFTER_CORRECT_PASSWORD)."""
+    now = utcnow()
+    context = {"kind": reason, "account": account, "policy": policy(), "ref": audit.reference(event),
+               "retry_url": retry_url}
+    if reason == "locked":
+        until = account.locked_until
+        same_day = to_user_timezone(until).date() == to_user_timezone(now).date()
+        context.update(title=_("Your account is locked"),
+                       until=format_time(until, "HH:mm") if same_day else format_datetime(until, "d MMMM, HH:mm"))
+    else:  # account_left
+        grace = policy().data["migration"]["left_grace_days"]
+        context.update(title=_("Your account is no longer active"), left_on=account.left_at, grace_days=grace,
+                       grace_ended_on=account.left_at + dt.timedelta(days=grace) if account.left_at else None,
+                       next_migration=provisioning.next_migration(policy(), now))
+    return render_template("login/blocked.html", **context), 403
 
 
 @dataclass(frozen=True)

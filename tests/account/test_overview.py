@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from idp.core import audit, identities, registry, sso
+from idp.core import audit, linking, registry, sso
 from idp.core.clock import utcnow
 from idp.core.tickets import digest
 from idp.extensions import db
@@ -215,15 +215,15 @@ def test_unlinking_the_last_way_to_log_in_without_a_password_is_refused(client, 
 
 def test_unlink_core_function(app, person, other):
     mine, theirs = link(person), link(other, subject="anna")
-    assert identities.identities_of(person) == [mine]
-    assert identities.unlink(person, theirs.id, actor="self", client_ip=None) is False
-    assert identities.unlink(person, 999999, actor="self", client_ip=None) is False
+    assert linking.identities_of(person) == [mine]
+    assert linking.unlink(person, theirs.id, actor="self", client_ip=None) is False
+    assert linking.unlink(person, 999999, actor="self", client_ip=None) is False
     other.password_hash = None
     db.session.commit()
-    with pytest.raises(identities.LastWayToLogIn):
-        identities.unlink(other, theirs.id, actor="self", client_ip=None)
-    assert identities.unlink(person, mine.id, actor="helpdesk:jan", client_ip="10.0.0.1") is True
-    assert identities.identities_of(person) == []
+    with pytest.raises(linking.LastWayToLogIn):
+        linking.unlink(other, theirs.id, actor="self", client_ip=None)
+    assert linking.unlink(person, mine.id, actor="helpdesk:jan", client_ip="10.0.0.1") is True
+    assert linking.identities_of(person) == []
     event = audit.recent(account_id=person.id, action_prefix="upstream.")[0]
     assert event.actor == "helpdesk:jan" and event.client_ip == "10.0.0.1"
 
