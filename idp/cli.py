@@ -325,6 +325,94 @@ def events_show(c: Context, code: str):
 
 
 @main.group()
+def staff():
+    """Console roles (helpdesk, admin) and admin API tokens."""
+
+
+def _person(identifier: str):
+    from idp.core import accounts
+
+    account = accounts.find_any(identifier)
+    if account is None:
+        raise Refused(f"no person with the identifier {identifier!r}")
+    return account
+
+
+@staff.command("grant")
+@click.argument("identifier")
+@click.argument("role", type=click.Choice(["helpdesk", "admin"]))
+@pass_ctx
+@handle_errors
+def staff_grant(c: Context, identifier: str, role: str):
+    """Give the person IDENTIFIER (album number or any address) a console role.
+
+    They enrol a second factor on their first visit to /helpdesk."""
+    from idp.core import staff as staff_core
+
+    with c.app.app_context():
+        _require_schema(c.app)
+        account = _person(identifier)
+        changed = staff_core.grant(account, role, actor="cli")
+        click.echo(f"{account.display_name} (album {account.album}): "
+                   + (f"granted {role}" if changed else f"already has {role}"))
+
+
+@staff.command("revoke")
+@click.argument("identifier")
+@click.argument("role", type=click.Choice(["helpdesk", "admin"]))
+@pass_ctx
+@handle_errors
+def staff_revoke(c: Context, identifier: str, role: str):
+    """Take a console role away (a person left with no role loses their API tokens too)."""
+    from idp.core import staff as staff_core
+
+    with c.app.app_context():
+        _require_schema(c.app)
+        account = _person(identifier)
+        changed = staff_core.revoke(account, role, actor="cli")
+        click.echo(f"{account.display_name} (album {account.album}): "
+                   + (f"revoked {role}" if changed else f"did not have {role}"))
+
+
+@staff.command("list")
+@pass_ctx
+@handle_errors
+def staff_list(c: Context):
+    """Everyone with a console role."""
+    from idp.core import staff as staff_core
+
+    with c.app.app_context():
+        _require_schema(c.app)
+        members = staff_core.staff_members()
+        if not members:
+            click.echo("nobody has a console role (idp staff grant IDENTIFIER helpdesk)")
+        for account, roles in members:
+            click.echo(f"{account.album:<12}  {account.display_name:<32}  {', '.join(roles)}")
+
+
+@staff.command("token")
+@click.argument("identifier")
+@click.option("--name", default="script", show_default=True, help="What the token is for (shown in lists).")
+@click.option("--days", default=90, show_default=True, type=click.IntRange(0, 3650),
+              help="Valid for this many days; 0: until revoked.")
+@pass_ctx
+@handle_errors
+def staff_token(c: Context, identifier: str, name: str, days: int):
+    """Create an admin API token acting as the staff person IDENTIFIER; printed once, only its hash is kept."""
+    from idp.core import staff as staff_core
+    from idp.extensions import db
+
+    with c.app.app_context():
+        _require_schema(c.app)
+        issued = staff_core.create_token(_person(identifier), name, actor="cli", days=days or None)
+        db.session.commit()
+        click.echo(issued.secret)
+        click.echo(f"token {issued.token.id} ({issued.token.name}), "
+                   + (f"expires {_when(issued.token.expires_at)}" if issued.token.expires_at else "no expiry")
+                   + "; use it as 'Authorization: Bearer <token>'", err=True)
+
+
+@main.group()
 def mail():
     """The outbox: every message the IdP sends waits there until the SMTP server accepts it."""
 

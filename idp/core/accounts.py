@@ -58,7 +58,9 @@ def find_by_identifier(raw: str, policy: Policy) -> Account | None:
     if "@" not in value:
         if "album" not in allowed:
             return None
-        return db.session.scalar(db.select(Account).where(db.func.lower(Account.album) == value))
+        # A merged account keeps its album number (the SIS key) but no longer logs in.
+        return db.session.scalar(db.select(Account).where(db.func.lower(Account.album) == value,
+                                                          Account.merged_into_id.is_(None)))
     ident = db.session.scalar(db.select(Identifier).where(Identifier.value == value))
     if ident is None or ident.kind not in allowed:
         return None

@@ -85,6 +85,14 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "confirm_minutes": (_INT, lambda v: _range(v, 5, 7 * 24 * 60)),
         "unknown_days": (_INT, lambda v: _range(v, 1, 365)),
     },
+    "mfa": {
+        "required_for": (_STR, lambda v: _one_of(v, ("staff", "everyone"))),
+        "recovery_codes": (_INT, lambda v: _range(v, 5, 20)),
+    },
+    "helpdesk": {
+        "reauth_minutes": (_INT, lambda v: _range(v, 1, 60)),
+        "recovery_code_minutes": (_INT, lambda v: _range(v, 10, 7 * 24 * 60)),
+    },
     "help": {
         "contacts": (_LIST_TABLE, lambda v: [_contact(x) for x in v] and None),
     },

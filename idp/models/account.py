@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 import uuid
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, String, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.extensions import db
@@ -38,6 +39,10 @@ class Account(db.Model):
     failed_logins: Mapped[int] = mapped_column(default=0)
     #: Password logins are refused until then (a wrong password never says so: see core/authn.py).
     locked_until: Mapped[dt.datetime | None]
+    #: Merged by the helpdesk into this account (the survivor); a merged account no longer logs in.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
+    #: "first last" folded (no diacritics, lower case): the helpdesk's name search. Kept by a listener below.
+    name_key: Mapped[str] = mapped_column(String(201), index=True, default="")
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 
@@ -54,6 +59,24 @@ class Account(db.Model):
     @property
     def display_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+
+#: Letters NFKD does not decompose into a base letter and a mark.
+_FOLD_EXTRA = str.maketrans({"ł": "l", "Ł": "l", "đ": "d", "ø": "o", "ß": "ss"})
+
+
+def fold_name(text: str) -> str:
+    """Lower case without diacritics ("Łukasz Żółć" -> "lukasz zolc"), spaces collapsed: how people
+    type a name they heard on the phone."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD_EXTRA))
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(bare.lower().split())
+
+
+@event.listens_for(Account, "before_insert")
+@event.listens_for(Account, "before_update")
+def _keep_name_key(_mapper, _connection, account: Account) -> None:
+    account.name_key = fold_name(f"{account.first_name or ''} {account.last_name or ''}")[:201]
 
 
 class Identifier(db.Model):
