@@ -217,6 +217,7 @@ def _apply(account: Account, row: Row, now: dt.datetime) -> bool:
         changed = True
     if changed:
         account.updated_at = now
+        account.imported_at = now  # the run's start: the helpdesk sees which data migration touched them
     return changed
 
 

@@ -39,6 +39,8 @@ class Account(db.Model):
     failed_logins: Mapped[int] = mapped_column(default=0)
     #: Password logins are refused until then (a wrong password never says so: see core/authn.py).
     locked_until: Mapped[dt.datetime | None]
+    #: When an SIS import last changed the person (ImportRun.started_at of that run); None: never imported.
+    imported_at: Mapped[dt.datetime | None]
     #: Merged by the helpdesk into this account (the survivor); a merged account no longer logs in.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"))
     #: "first last" folded (no diacritics, lower case): the helpdesk's name search. Kept by a listener below.

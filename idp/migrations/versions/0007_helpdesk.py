@@ -92,6 +92,7 @@ def upgrade():
     )
     op.create_index('ix_api_token_account_id', 'api_token', ['account_id'])
     with op.batch_alter_table('account', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('imported_at', sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column('merged_into_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('name_key', sa.String(length=201), nullable=False, server_default=''))
         batch_op.create_foreign_key('fk_account_merged_into', 'account', ['merged_into_id'], ['id'],
@@ -117,6 +118,7 @@ def downgrade():
         batch_op.drop_constraint('fk_account_merged_into', type_='foreignkey')
         batch_op.drop_column('name_key')
         batch_op.drop_column('merged_into_id')
+        batch_op.drop_column('imported_at')
     for table in ('api_token', 'assisted_recovery', 'webauthn_credential', 'recovery_code', 'totp_secret',
                   'staff_role'):
         op.drop_table(table)
