@@ -106,6 +106,14 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
 
     app.register_blueprint(activation_bp)
     app.register_blueprint(federation_bp)
+    from idp.api import bp as api_bp
+    from idp.helpdesk import bp as helpdesk_bp
+    from idp.mfa import bp as mfa_bp
+
+    app.register_blueprint(mfa_bp)
+    app.register_blueprint(helpdesk_bp)
+    app.register_blueprint(api_bp)
+    csrf.exempt(api_bp)  # bearer tokens, no cookies: nothing for a cross-site request to ride on
     from idp.federation import client as upstream_client
 
     upstream_client.init_app(app)
