@@ -25,10 +25,13 @@ demo-data: install
 	@echo 'Korsarz-Wisła-1987-Tramwaj' | $(IDP) users set-password 12345
 	@echo 'Pociąg-Tatry-Sowa-Klucz-7' | $(IDP) users set-password T0042
 	@echo 'Tymczasowe-Morze-Latarnia-42' | $(IDP) users set-password --temporary 12347
+	@echo 'Biurko-Kalendarz-Herbata-58' | $(IDP) users set-password P0007
+	$(IDP) staff grant P0007 helpdesk
 	@echo "Demo people (login with any of their e-mail addresses or the album number):"
 	@echo "  lukasz.zolkiewski@student.example.edu.pl  Korsarz-Wisła-1987-Tramwaj"
 	@echo "  anna.kowalska@example.edu.pl              Pociąg-Tatry-Sowa-Klucz-7"
 	@echo "  olena.shevchenko@student.example.edu.pl   Tymczasowe-Morze-Latarnia-42 (temporary: change at first login)"
+	@echo "  marta.nowicka@example.edu.pl              Biurko-Kalendarz-Herbata-58 (helpdesk: /helpdesk, enrols a second factor)"
 
 # The whole suite (unit, HTTP, end-to-end with a real `idp serve` and headless Chromium) on SQLite.
 # IDP_TEST_DATABASE_URL=postgresql://127.0.0.1/test runs it on PostgreSQL instead.
