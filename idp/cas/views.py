@@ -12,7 +12,7 @@ from idp.cas import bp, protocol, responses
 from idp.core import audit, provisioning, registry, sso, tickets
 from idp.core.clock import utcnow
 from idp.extensions import csrf, db
-from idp.http import authflow
+from idp.http import authflow, second_factor
 from idp.http.errors import error_page
 from idp.http.security import client_ip
 from idp.http.sso_cookie import clear_tgc, current_session, set_tgc
@@ -50,6 +50,9 @@ def _grant(sso_session: SsoSession, svc: Service | None, service_url: str | None
            method: str, warned: bool = False):
     """Last step of /login: a ticket for the service, or the "you are logged in" page."""
     account = db.session.get(Account, sso_session.account_id)
+    if authflow.needs_second_factor(account) and second_factor.verified_at(sso_session) is None:
+        # A session that never passed the second factor (started before the policy asked for it).
+        return second_factor.to_verify(_resume_url(service_url, False, method))
     if svc is None or service_url is None:
         resume = authflow.pop_resume()
         if resume:  # the login was for another protocol's request (OIDC /authorize): go back to it
@@ -117,6 +120,9 @@ def login():
         form.password.data = ""
         return authflow.render_login(form, service_name=service_name,
                                      error=_("Invalid login or password"), status=401)
+    if authflow.needs_second_factor(result.account):  # policy "everyone": before anything else
+        return authflow.begin_second_factor(result.account, warn=bool(form.warn.data),
+                                            resume=_resume_url(service_url, renew, method))
     if authflow.needs_required_action(result.account):
         return authflow.begin_required_action(result.account, warn=bool(form.warn.data),
                                               resume=_resume_url(service_url, renew, method))

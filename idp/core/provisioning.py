@@ -10,7 +10,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from idp.core import audit, linking, pesel
@@ -241,27 +241,37 @@ def import_csv(data: bytes, source: str, pesel_key: str, *, now: dt.datetime | N
         row = _parse_row(line, raw, pesel_key, result.errors)
         if row:
             rows.append(row)
-    # Cross-row checks: album and every address unique within the file.
+    accounts = {a.album.lower(): a for a in db.session.scalars(db.select(Account))}
+    owners = {i.value: i.account_id for i in db.session.scalars(db.select(Identifier))}
+    by_id = {a.id: a for a in accounts.values()}
+
+    def person_of(row: Row) -> Account | None:
+        """The account a row's data lands on: its own, or the survivor a helpdesk merged it into."""
+        return _survivor(accounts.get(row.album.lower()), by_id)
+
+    # Cross-row checks: album and every address unique within the file (rows of one merged person aside).
     first_album: dict[str, int] = {}
-    first_ident: dict[str, int] = {}
+    first_ident: dict[str, tuple[int, int | None]] = {}
     for row in rows:
         key = row.album.lower()
         if key in first_album:
             result.errors.append(RowError(row.line, f"album {row.album} already appears on line {first_album[key]}"))
         first_album.setdefault(key, row.line)
+        person = person_of(row)
         for _, value in row.identifiers:
-            if value in first_ident and first_ident[value] != row.line:
-                result.errors.append(RowError(row.line, f"{value} already appears on line {first_ident[value]}"))
-            first_ident.setdefault(value, row.line)
-    # Against the database: an address may belong to one account only.
-    accounts = {a.album.lower(): a for a in db.session.scalars(db.select(Account))}
-    owners = {i.value: i.account_id for i in db.session.scalars(db.select(Identifier))}
-    by_id = {a.id: a for a in accounts.values()}
+            if value in first_ident and first_ident[value][0] != row.line:
+                line, other = first_ident[value]
+                if person is None or other != person.id:
+                    result.errors.append(RowError(row.line, f"{value} already appears on line {line}"))
+            first_ident.setdefault(value, (row.line, person.id if person else None))
+    # Against the database: an address may belong to one account only (a merged album's addresses now
+    # belong to its survivor: fine).
     for row in rows:
         own = accounts.get(row.album.lower())
+        person = person_of(row)
         for _, value in row.identifiers:
             owner = owners.get(value)
-            if owner is not None and (own is None or owner != own.id):
+            if owner is not None and (own is None or owner not in (own.id, person.id)):
                 result.errors.append(RowError(
                     row.line, f"{value} belongs to another account (album {by_id[owner].album})"))
     result.errors.sort(key=lambda e: e.line)
@@ -275,9 +285,24 @@ def import_csv(data: bytes, source: str, pesel_key: str, *, now: dt.datetime | N
         db.session.commit()
         result.run = run
         return result
+    # A merged album's row is not applied to it (it no longer logs in); its addresses stay the survivor's.
+    merged_rows: dict[int, list[Row]] = {}
+    for row in rows:
+        own = accounts.get(row.album.lower())
+        if own is not None and own.merged_into_id is not None and (person := person_of(row)) is not None:
+            merged_rows.setdefault(person.id, []).append(row)
     iterator: Iterable[Row] = progress(rows) if progress else rows
     for row in iterator:
         account = accounts.get(row.album.lower())
+        if account is not None and account.merged_into_id is not None:
+            result.unchanged += 1
+            continue
+        if account is not None and account.id in merged_rows:
+            wanted = {v: k for k, v in row.identifiers}  # the row's own kind of a value wins
+            for other in merged_rows[account.id]:
+                for kind, value in other.identifiers:
+                    wanted.setdefault(value, kind)
+            row = replace(row, identifiers=[(k, v) for v, k in wanted.items()])
         if account is None:
             account = Account(album=row.album, first_name=row.first_name, last_name=row.last_name,
                               role=row.role, created_at=now, updated_at=now, password_temporary=False)
@@ -291,8 +316,10 @@ def import_csv(data: bytes, source: str, pesel_key: str, *, now: dt.datetime | N
             result.unchanged += 1
         # Identifier moves between accounts are refused above, so flushing per row is safe.
     listed = {row.album.lower() for row in rows}
+    listed_survivors = set(merged_rows)  # a person listed only under a merged album has not left
     for key, account in accounts.items():
-        if key not in listed and account.left_at is None:
+        if key not in listed and account.left_at is None and account.merged_into_id is None \
+                and account.id not in listed_survivors:
             account.left_at = now  # never deleted: they log in until the policy's grace period ends
             result.left += 1
     db.session.flush()
@@ -306,6 +333,16 @@ def import_csv(data: bytes, source: str, pesel_key: str, *, now: dt.datetime | N
     db.session.commit()
     result.run = run
     return result
+
+
+def _survivor(account: Account | None, by_id: dict[int, Account]) -> Account | None:
+    """The account a merged account lives on in (merges point at the survivor directly; a short walk
+    guards against older chains)."""
+    for _ in range(8):
+        if account is None or account.merged_into_id is None:
+            return account
+        account = by_id.get(account.merged_into_id)
+    return account
 
 
 def policy_language() -> str:

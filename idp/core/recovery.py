@@ -68,6 +68,17 @@ def request_reset(identifier: str, policy: Policy, *, lang: str, client_ip: str 
     if not targets:
         audit.record("reset.requested", account_id=account.id, reason="no_address", client_ip=client_ip, now=now)
         return RequestOutcome("no_address")
+    issue_link(account, targets, policy, lang=lang, client_ip=client_ip, now=now)
+    audit.record("reset.requested", account_id=account.id, client_ip=client_ip, now=now, commit=False,
+                 data={"addresses": len(targets)})
+    db.session.commit()
+    return RequestOutcome("sent", [mail.mask(a) for a in targets])
+
+
+def issue_link(account: Account, targets: list[str], policy: Policy, *, lang: str, client_ip: str | None,
+               now: dt.datetime) -> ResetRequest:
+    """A new link (ending every older one) queued to each of `targets`, in the caller's transaction (no
+    audit, no commit): the one mail and link /password/reset and the helpdesk both send."""
     _end_open_requests(account.id, "superseded", now)
     minutes = policy.data["reset"]["link_lifetime_minutes"]
     req = ResetRequest(account_id=account.id, created_at=now, expires_at=now + dt.timedelta(minutes=minutes),
@@ -79,10 +90,7 @@ def request_reset(identifier: str, policy: Policy, *, lang: str, client_ip: str 
     for address in targets:
         mail.enqueue(to=address, template="reset_link", lang=lang, purpose="reset_link", account_id=account.id,
                      now=now, context={"link": link, "minutes": minutes, "name": account.first_name})
-    audit.record("reset.requested", account_id=account.id, client_ip=client_ip, now=now, commit=False,
-                 data={"addresses": len(targets)})
-    db.session.commit()
-    return RequestOutcome("sent", [mail.mask(a) for a in targets])
+    return req
 
 
 def neutral_outcome(identifier: str) -> RequestOutcome:

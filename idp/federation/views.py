@@ -85,6 +85,10 @@ def _flow(name: str) -> dict | None:
 
 def _log_in(account: Account, *, method: str, resume: str):
     """Start the SSO session for a person an upstream provider (and a link) vouched for."""
+    if authflow.needs_second_factor(account):  # policy "everyone": the upstream login is the first factor
+        audit.record("login.succeeded", account_id=account.id, client_ip=client_ip(),
+                     data={"method": "upstream", "provider": method, "second_factor": "pending"})
+        return authflow.begin_second_factor(account, warn=False, resume=resume)
     if authflow.needs_required_action(account):
         return authflow.begin_required_action(account, warn=False, resume=resume)
     est = authflow.establish(account, warn=False, current=current_session())

@@ -104,10 +104,22 @@ def needs_required_action(account: Account) -> bool:
     return account.password_temporary or accounts.password_expired(account, policy())
 
 
-def begin_required_action(account: Account, *, warn: bool, resume: str):
-    """Remember who passed the password check and where to resume, then send them to change it."""
+def begin_required_action(account: Account, *, warn: bool, resume: str, second_factor: str | None = None):
+    """Remember who passed the password check and where to resume, then send them to change it.
+    `second_factor`: the method of the second factor already passed in this login (policy "everyone"),
+    carried over to the SSO session that starts after the change (see carry_second_factor)."""
     session[_PENDING] = {"account_id": account.id, "warn": warn, "resume": resume, "at": int(time.time())}
+    if second_factor:
+        session[_PENDING]["mfa"] = second_factor
     return redirect(url_for("login.change_password"))
+
+
+def carry_second_factor(pending: dict, sso_session: SsoSession) -> None:
+    """The login that just finished its required action had passed the second factor before it."""
+    if pending.get("mfa"):
+        from idp.http import second_factor
+
+        second_factor.mark_verified(sso_session, pending["mfa"])
 
 
 #: How long a person has, after typing a temporary password, to choose the new one.
@@ -131,6 +143,66 @@ def finish_required_action() -> str:
     if parts.scheme or parts.netloc or not resume.startswith("/"):
         resume = url_for("cas.login")
     return resume
+
+
+def _local(url: str | None) -> str:
+    parts = urlsplit(url or "")
+    if not url or parts.scheme or parts.netloc or not url.startswith("/") or url.startswith("//"):
+        return url_for("cas.login")
+    return url
+
+
+# --- required action: the second factor (policy [mfa] required_for = "everyone") -------------------------
+#
+# Checked right after the password (or the upstream provider), before a temporary-password change and
+# before any SSO session exists: the person is "pending" in this browser's session until the factor is
+# passed (or, without one, enrolled) on the /mfa pages, which then call finish_second_factor.
+
+_PENDING_MFA = "idp_pending_mfa"
+
+
+def needs_second_factor(account: Account) -> bool:
+    """Policy [mfa] required_for = "everyone": every login passes the second factor before any app.
+    ("staff": only the helpdesk console asks for it, see idp/helpdesk.)"""
+    return policy().data["mfa"]["required_for"] == "everyone"
+
+
+def begin_second_factor(account: Account, *, warn: bool, resume: str):
+    """Remember who passed the first factor and where to resume, then send them to verify the second
+    factor — or to enrol one first when they have none."""
+    from idp.core import mfa
+
+    session.pop(_PENDING, None)
+    session[_PENDING_MFA] = {"account_id": account.id, "warn": warn, "resume": resume, "at": int(time.time())}
+    return redirect(url_for("mfa.verify" if mfa.enrolled(account) else "mfa.setup"))
+
+
+def pending_second_factor() -> dict | None:
+    """The login waiting for its second factor; None when there is none or it is too old."""
+    pending = session.get(_PENDING_MFA)
+    if pending and time.time() - pending.get("at", 0) > PENDING_SECONDS:
+        session.pop(_PENDING_MFA, None)
+        return None
+    return pending
+
+
+def finish_second_factor(account: Account, method: str) -> tuple[str, str | None]:
+    """The pending login passed its second factor (`method`). A due temporary-password change comes next
+    (the passed check is carried over to it); otherwise the SSO session starts now, marked verified.
+    Returns (the local URL to go to, the TGT for the cookie or None)."""
+    from idp.http import second_factor
+    from idp.http.sso_cookie import current_session
+
+    pending = session.pop(_PENDING_MFA, None) or {}
+    warn = bool(pending.get("warn"))
+    resume = _local(pending.get("resume"))
+    if needs_required_action(account):
+        begin_required_action(account, warn=warn, resume=resume, second_factor=method)
+        return url_for("login.change_password"), None
+    est = establish(account, warn=warn, current=current_session())
+    mark_fresh(est.session)
+    second_factor.mark_verified(est.session, method)
+    return resume, est.tgt
 
 
 def mark_fresh(sso_session: SsoSession) -> None:

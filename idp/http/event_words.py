@@ -29,6 +29,31 @@ REASON_LABELS = {
     "linked_elsewhere": _l("that identity is already linked to another account"),
     "link_expired": _l("the linking request had expired"),
     "no_flow": _l("the login request had expired"),
+    # password reset, activation and the rest of an account's history (the helpdesk's person view)
+    "wrong_security_answer": _l("wrong PESEL (or date of birth) answer"),
+    "too_many_wrong_passwords": _l("too many wrong passwords"),
+    "no_address": _l("no address to send the link to"),
+    "expired": _l("expired"),
+    "killed": _l("ended after too many wrong answers"),
+    "superseded": _l("replaced by a newer one"),
+    "temporary": _l("temporary password"),
+    "password_changed": _l("the password was changed"),
+    "wrong_current_password": _l("wrong current password"),
+    "ended_by_user": _l("ended by the person"),
+    "ended_by_helpdesk": _l("ended by the helpdesk"),
+    "logout": _l("logged out"),
+    "replaced": _l("replaced by a new login"),
+    "account_inactive": _l("account not active"),
+    "unregistered_service": _l("application not registered"),
+    "no_role": _l("no console role"),
+    # assisted recovery (idp/core/assisted_recovery.py): the person typing the dean's office's code
+    "no_recovery_code": _l("no recovery code issued for this account"),
+    "wrong_recovery_code": _l("wrong recovery code"),
+    "too_many_wrong_codes": _l("wrong recovery code; too many tries, so the code ended"),
+    "recovery_code_expired": _l("the recovery code had expired"),
+    "recovery_code_used": _l("the recovery code was already used"),
+    "recovery_code_ended": _l("the recovery code had ended (a newer one, or too many wrong tries)"),
+    "address_throttled": _l("too many attempts from this network"),
 }
 #: Login-like events shown under "Recent logins" (action prefixes) and how many.
 LOGIN_PREFIXES = ("login.", "upstream.")
@@ -40,7 +65,48 @@ ACTION_LABELS = {"upstream.linked": (_l("Identity linked"), True),
                  "upstream.unlinked": (_l("Identity unlinked"), True),
                  "upstream.login.link_needed": (_l("Linking needed"), None),
                  "upstream.link.failed": (_l("Linking refused"), False),
-                 "upstream.link.mailed": (_l("Linking confirmation e-mailed"), None)}
+                 "upstream.link.mailed": (_l("Linking confirmation e-mailed"), None),
+                 # not login events: the helpdesk's person view and audit log (see describe_event)
+                 "account.locked": (_l("Account locked"), False),
+                 "reset.requested": (_l("Password reset link requested"), None),
+                 "reset.wrong_answer": (_l("Password reset: wrong answer"), False),
+                 "reset.link_killed": (_l("Password reset link ended"), False),
+                 "reset.completed": (_l("Password changed with a reset link"), True),
+                 "password.set": (_l("Password set"), True),
+                 "password.rejected": (_l("Password refused by the rules"), False),
+                 "password.change.failed": (_l("Password change refused"), False),
+                 "activation.failed": (_l("Activation refused"), False),
+                 "activation.verified": (_l("Activation data confirmed"), True),
+                 "activation.completed": (_l("Account activated"), True),
+                 "cas.login.not_provisioned": (_l("Refused"), False),
+                 "oidc.authorize.not_provisioned": (_l("Refused"), False),
+                 "sso.started": (_l("Session started"), True),
+                 "sso.ended": (_l("Session ended"), None),
+                 "staff.role.granted": (_l("Console role granted"), None),
+                 "staff.role.revoked": (_l("Console role taken away"), None),
+                 "helpdesk.access.denied": (_l("Helpdesk console refused"), False),
+                 "helpdesk.send_reset_link": (_l("Helpdesk sent a reset link"), None),
+                 "helpdesk.set_temporary_password": (_l("Helpdesk set a temporary password"), None),
+                 "helpdesk.unlock": (_l("Helpdesk unlocked the account"), None),
+                 "helpdesk.add_identifier": (_l("Helpdesk added an identifier"), None),
+                 "helpdesk.remove_identifier": (_l("Helpdesk removed an identifier"), None),
+                 "helpdesk.link_identity": (_l("Helpdesk linked an identity"), None),
+                 "helpdesk.unlink_identity": (_l("Helpdesk unlinked an identity"), None),
+                 "helpdesk.resolve_pending": (_l("Helpdesk decided a waiting link"), None),
+                 "helpdesk.merge": (_l("Helpdesk merged accounts"), None),
+                 "helpdesk.end_sessions": (_l("Helpdesk ended sessions"), None),
+                 "helpdesk.recovery_code": (_l("Helpdesk issued a recovery code"), None),
+                 "reset.code.accepted": (_l("Recovery code accepted"), True),
+                 "reset.code.failed": (_l("Recovery code refused"), False),
+                 "reset.code.used": (_l("Password changed with a recovery code"), True),
+                 "helpdesk.service_preview": (_l("Admin previewed what a service receives"), None),
+                 "helpdesk.service_self_test": (_l("Admin ran a service self-test"), None)}
+#: Account status codes (core.helpdesk.STATUS_CODES) in words.
+STATUS_LABELS = {"active": _l("active"), "temporary_password": _l("temporary password (to be changed at login)"),
+                 "locked": _l("locked"), "left": _l("left the university"),
+                 "left_grace": _l("left the university (can still log in for a while)"),
+                 "merged": _l("merged into another account"), "no_password": _l("no password set"),
+                 "password_expired": _l("password expired")}
 
 
 def reason_words(code: str | None) -> str | None:
@@ -80,3 +146,53 @@ def recent_logins(account: Account, limit: int = RECENT_LOGINS) -> list[dict]:
     return rows
 
 
+
+
+def reason_of(event: AuditEvent) -> str | None:
+    """An event's reason in words; "not provisioned for USOSweb" when the service is known."""
+    service = (event.data or {}).get("service")
+    if event.reason == "not_entitled" and service:
+        return _("not provisioned for %(service)s", service=service)
+    if event.action == "upstream.linked" and event.reason:
+        return str(LINKED_BY_LABELS.get(event.reason, event.reason))
+    return reason_words(event.reason)
+
+
+def describe_event(event: AuditEvent) -> dict:
+    """One audit event in words: what happened, why, where, by whom (the helpdesk's views)."""
+    data = event.data or {}
+    last = event.action.rsplit(".", 1)[-1]
+    if event.action in ACTION_LABELS:
+        label, ok = ACTION_LABELS[event.action]
+        outcome = str(label)
+    elif event.action.startswith(LOGIN_PREFIXES) and (last in _FAILURE or (event.reason and last not in _SUCCESS)):
+        outcome, ok = _("Login refused"), False
+    elif event.action.startswith(LOGIN_PREFIXES) and last in _SUCCESS:
+        outcome, ok = _("Logged in"), True
+    elif last in _FAILURE:
+        outcome, ok = event.action, False
+    else:
+        outcome, ok = event.action, None
+    provider = data.get("provider")
+    return {"id": event.id, "ref": audit.reference(event), "at": event.at, "first_at": event.at,
+            "action": event.action, "outcome": outcome, "ok": ok, "reason": reason_of(event),
+            "reason_code": event.reason, "service": data.get("service"), "client_ip": event.client_ip,
+            "actor": event.actor, "why": data.get("why") if event.action.startswith("helpdesk.") else None,
+            "provider": linking.label(provider) if provider else None, "count": 1}
+
+
+def grouped_events(events: list[AuditEvent]) -> list[dict]:
+    """Events in words, newest first, consecutive identical failures folded into one row with a count
+    and a time span ("wrong password ×3")."""
+    rows: list[dict] = []
+    for event in events:
+        row = describe_event(event)
+        prev = rows[-1] if rows else None
+        if (prev is not None and row["ok"] is False and prev["ok"] is False
+                and (prev["action"], prev["reason_code"], prev["service"])
+                == (row["action"], row["reason_code"], row["service"])):
+            prev["count"] += 1
+            prev["first_at"] = row["at"]
+            continue
+        rows.append(row)
+    return rows

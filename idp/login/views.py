@@ -45,6 +45,7 @@ def change_password():
         else:
             est = authflow.establish(account, warn=pending.get("warn", False), current=current_session())
             authflow.mark_fresh(est.session)
+            authflow.carry_second_factor(pending, est.session)
             response = redirect(authflow.finish_required_action())
             set_tgc(response, est.tgt)
             return response

@@ -21,3 +21,21 @@ class ResetForm(FlaskForm):
     confirm = PasswordField(_l("Repeat new password"),
                             validators=[InputRequired(), EqualTo("new_password", _l("The passwords do not match."))],
                             render_kw={"autocomplete": "new-password"})
+
+
+class CodeForm(FlaskForm):
+    """Assisted recovery: the login and the one-time code the dean's office handed over."""
+    identifier = StringField(_l("Login"), validators=[InputRequired(), Length(max=254)],
+                             render_kw={"autocomplete": "username", "autofocus": True, "spellcheck": "false",
+                                        "autocapitalize": "none"})
+    code = StringField(_l("Recovery code"), validators=[InputRequired(), Length(max=64)],
+                       render_kw={"autocomplete": "one-time-code", "spellcheck": "false", "autocapitalize": "characters",
+                                  "placeholder": "XXXX-XXXX-XXXX"})
+
+
+class CodePasswordForm(FlaskForm):
+    new_password = PasswordField(_l("New password"), validators=[InputRequired(), Length(max=1024)],
+                                 render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("Repeat new password"),
+                            validators=[InputRequired(), EqualTo("new_password", _l("The passwords do not match."))],
+                            render_kw={"autocomplete": "new-password"})

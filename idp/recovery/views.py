@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+import time
+
 from flask import current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
-from idp.core import accounts, recovery
+from idp.core import accounts, assisted_recovery, recovery
 from idp.core.policy import Verdict
 from idp.extensions import limiter
 from idp.http import authflow
 from idp.http.security import client_ip
 from idp.recovery import bp
-from idp.recovery.forms import ResetForm, ResetRequestForm
+from idp.recovery.forms import CodeForm, CodePasswordForm, ResetForm, ResetRequestForm
 
 #: The live check runs zxcvbn (and, last, argon2 history comparisons): bounded per client address.
 CHECK_LIMIT = "30 per minute;300 per hour"
@@ -117,10 +119,117 @@ def verdict_json(verdict: Verdict) -> dict:
 def check():
     """The server's own verdict on a candidate password, for the checklist and meter on password forms:
     the page never calls "strong" what the server would refuse."""
-    account = authflow.current_person(request.args.get("for", "account"))
+    purpose = request.args.get("for", "account")
+    account = _code_person() if purpose == "code" else authflow.current_person(purpose)
     if account is None:
         return jsonify({"error": "no_person"}), 401
     data = request.get_json(silent=True) or request.form
     password = str(data.get("password", ""))
     verdict = accounts.evaluate_password(account, password, current_app.extensions["idp.policy"])
     return jsonify(verdict_json(verdict))
+
+
+# --- assisted recovery: a one-time code from the dean's office (idp/core/assisted_recovery.py) ----------
+
+#: Typing a login and a code: per client address (the core also counts wrong codes per code and address).
+CODE_LIMIT_IP = "10 per minute;30 per hour"
+#: Setting the password with a redeemed code (argon2 history checks): per client address.
+CODE_PASSWORD_LIMIT = "10 per minute;60 per hour"
+#: The code this browser has just redeemed, and since when; the person has CODE_SECONDS to set the password.
+_CODE_KEY = "idp_recovery_code"
+CODE_SECONDS = 900
+
+
+def _code_record():
+    """The redeemed code of this browser, while it still works; None otherwise."""
+    pending = session.get(_CODE_KEY) or {}
+    if time.time() - pending.get("at", 0) > CODE_SECONDS:
+        return None
+    return assisted_recovery.usable(pending.get("id") or 0)
+
+
+def _code_person():
+    """Whose password the code page is about (the live checklist's `for=code`)."""
+    from idp.extensions import db
+    from idp.models import Account
+
+    record = _code_record()
+    return db.session.get(Account, record.account_id) if record else None
+
+
+def _refusal_words(refusal: assisted_recovery.Refusal) -> str:
+    if refusal.reason == assisted_recovery.EXPIRED:
+        return _("This recovery code has expired. Ask the dean's office for a new one.")
+    if refusal.reason == assisted_recovery.USED:
+        return _("This recovery code has already been used. If you did not set a password with it, contact the "
+                 "dean's office at once.")
+    if refusal.reason == assisted_recovery.ENDED:
+        return _("This recovery code no longer works: a newer code was issued, or a wrong code was typed too many "
+                 "times. Ask the dean's office for a new one.")
+    if refusal.reason == assisted_recovery.THROTTLED:
+        return _("Too many attempts from your network. Wait a quarter of an hour and try again.")
+    # Unknown login, no code for it, or a wrong code: one answer, so nobody learns which logins exist.
+    return _("The login or the recovery code is not correct. Check both and try again; after several wrong tries "
+             "the code stops working and the dean's office has to issue a new one.")
+
+
+_REFUSAL_STATUS = {assisted_recovery.EXPIRED: 410, assisted_recovery.USED: 410, assisted_recovery.ENDED: 410,
+                   assisted_recovery.THROTTLED: 429}
+
+
+@bp.route("/code", methods=["GET", "POST"])
+@limiter.limit(CODE_LIMIT_IP, methods=["POST"])
+def code():
+    """Type your login and the recovery code from the dean's office → set a new password yourself."""
+    form = CodeForm()
+    errors: list[str] = []
+    status = 400 if form.is_submitted() else 200
+    if form.validate_on_submit():
+        if not assisted_recovery.well_formed(form.code.data):
+            form.code.errors = [_("A recovery code has 12 letters and digits, for example 7KQ4-M2XD-9HBT.")]
+        else:
+            outcome = assisted_recovery.redeem(form.identifier.data, form.code.data, client_ip=client_ip())
+            if isinstance(outcome, assisted_recovery.Refusal):
+                errors.append(_refusal_words(outcome))
+                status = _REFUSAL_STATUS.get(outcome.reason, 400)
+            else:
+                session.pop(_ANSWERED, None)
+                session[_CODE_KEY] = {"id": outcome.id, "at": int(time.time())}
+                return redirect(url_for("recovery.code_password"))
+    form.code.data = ""  # a code is never echoed back into the page
+    return render_template("recovery/code.html", form=form, errors=errors, policy=_policy()), status
+
+
+@bp.route("/code/password", methods=["GET", "POST"])
+@limiter.limit(CODE_PASSWORD_LIMIT, methods=["POST"])
+def code_password():
+    """The new password, twice, with the live checklist: the code was checked on the previous page."""
+    policy = _policy()
+    record = _code_record()
+    if record is None:
+        session.pop(_CODE_KEY, None)
+        flash(_("Type your login and the recovery code first. A code works only once and only for a limited "
+                "time."), "error")
+        return redirect(url_for("recovery.code"))
+    account = _code_person()
+    form = CodePasswordForm()
+    violations: list[str] = []
+    if form.validate_on_submit():
+        try:
+            assisted_recovery.complete(record, form.new_password.data, policy, client_ip=client_ip(),
+                                       lang=authflow.lang())
+        except accounts.PasswordRejected as exc:
+            violations = [str(v.message) for v in exc.violations]
+        except assisted_recovery.CodeGone:
+            session.pop(_CODE_KEY, None)
+            flash(_("The recovery code stopped working before the password was set. Ask the dean's office for a "
+                    "new one."), "error")
+            return redirect(url_for("recovery.code"))
+        else:
+            session.pop(_CODE_KEY, None)
+            flash(_("Your password has been changed. Log in with the new password."), "success")
+            return redirect(url_for("cas.login"))
+    rules = accounts.evaluate_password(account, "", policy).rules
+    return render_template("recovery/code_password.html", form=form, violations=violations, policy=policy,
+                           account=account, rules=rules, rules_checked=False, csrf_meta=True), \
+        400 if form.is_submitted() else 200
