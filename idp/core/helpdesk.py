@@ -370,7 +370,7 @@ def add_identifier(account: Account, kind: str, value: str, *, actor: Actor, rea
         raise Refused(str(_l("%(value)s belongs to another account (album %(album)s).", value=normal,
                              album=_owner_album(owner.account_id))), "taken")
     before = _identifiers(account)
-    ident = Identifier(kind=kind, value=normal)
+    ident = Identifier(kind=kind, value=normal, source="helpdesk")
     account.identifiers.append(ident)
     account.updated_at = now
     db.session.flush()
@@ -543,7 +543,7 @@ def merge(survivor: Account, other: Account, *, actor: Actor, reason: str,
         other.identifiers.remove(ident)
     db.session.flush()
     for kind, value in moved:
-        survivor.identifiers.append(Identifier(kind=kind, value=value))
+        survivor.identifiers.append(Identifier(kind=kind, value=value, source="merge"))
     identities = [i.id for i in linking.identities_of(other)]
     db.session.execute(db.update(UpstreamIdentity).where(UpstreamIdentity.account_id == other.id)
                        .values(account_id=survivor.id), execution_options={"synchronize_session": False})

@@ -198,14 +198,16 @@ def _apply(account: Account, row: Row, now: dt.datetime) -> bool:
         if getattr(account, attr) != getattr(row, attr):
             setattr(account, attr, getattr(row, attr))
             changed = True
-    current = {(i.kind, i.value) for i in account.identifiers}
+    # Only what the SIS gave is the SIS's to take away: addresses the helpdesk added or a merge moved stay.
+    current = {(i.kind, i.value) for i in account.identifiers if i.source == "sis"}
     if current != set(row.identifiers):  # order is not data: reordered aliases are no change
         wanted = {v: k for k, v in row.identifiers}
         for ident in list(account.identifiers):
             if ident.value not in wanted:
-                account.identifiers.remove(ident)
-            elif ident.kind != wanted[ident.value]:
-                ident.kind = wanted[ident.value]
+                if ident.source == "sis":
+                    account.identifiers.remove(ident)
+            else:  # listed by the SIS now: its kind, and from now on its to remove
+                ident.kind, ident.source = wanted[ident.value], "sis"
         have = {i.value for i in account.identifiers}
         for kind, value in row.identifiers:
             if value not in have:

@@ -91,6 +91,9 @@ class Identifier(db.Model):
     kind: Mapped[str] = mapped_column(String(24))  # university_email | private_email | alias
     #: Normalised: stripped, lower-cased (e-mail addresses compare case-insensitively here).
     value: Mapped[str] = mapped_column(String(254), unique=True)
+    #: Where it came from: `sis` (the import owns it and removes it when the export stops listing it),
+    #: `helpdesk` (added in the console) or `merge` (moved from a merged account): imports keep those two.
+    source: Mapped[str] = mapped_column(String(16), default="sis")
 
     account: Mapped[Account] = relationship(back_populates="identifiers")
 

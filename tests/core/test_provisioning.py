@@ -108,6 +108,23 @@ def test_reordered_aliases_are_not_a_change(app):
     assert (result.updated, result.unchanged) == (0, 1)
 
 
+def test_addresses_the_helpdesk_added_survive_imports_until_the_sis_lists_them(app):
+    """An import removes only what the SIS gave: an alias added in the console (or moved by a merge) stays;
+    once the export lists it, it is the SIS's like any other."""
+    run(app, csv_bytes([person(1, aliases="old@example.com")]))
+    one = accounts()["1001"]
+    one.identifiers.append(Identifier(kind="alias", value="desk@example.com", source="helpdesk"))
+    one.identifiers.append(Identifier(kind="alias", value="moved@example.com", source="merge"))
+    db.session.commit()
+    result = run(app, csv_bytes([person(1, aliases="new@example.com")]))
+    assert result.updated == 1
+    assert sorted(accounts()["1001"].aliases()) == ["desk@example.com", "moved@example.com", "new@example.com"]
+    assert (run(app, csv_bytes([person(1, aliases="new@example.com")])).unchanged) == 1  # nothing to change
+    run(app, csv_bytes([person(1, aliases="new@example.com;desk@example.com")]))
+    run(app, csv_bytes([person(1, aliases="new@example.com")]))
+    assert sorted(accounts()["1001"].aliases()) == ["moved@example.com", "new@example.com"]
+
+
 def test_a_person_who_left_is_reactivated_by_the_import(app):
     run(app, csv_bytes([person(1)]))
     one = accounts()["1001"]

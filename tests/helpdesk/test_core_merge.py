@@ -190,7 +190,8 @@ def test_an_import_listing_the_merged_album_is_accepted(app, pair, clock):
     result = run_import(app, [person(1), person(2), person(3)], now=clock.now)
 
     assert result.ok, [str(e) for e in result.errors]
-    assert (result.added, result.updated, result.unchanged, result.left) == (1, 0, 2, 0)
+    # the survivor counts as updated once: the export lists the moved addresses, so they are the SIS's again
+    assert (result.added, result.updated, result.unchanged, result.left) == (1, 1, 1, 0)
     survivor, other = load("1001"), load("1002")
     assert sorted((i.kind, i.value) for i in survivor.identifiers) == before  # moved addresses stay
     assert (other.status, other.merged_into_id, other.password_hash, other.identifiers) == \

@@ -98,6 +98,8 @@ def upgrade():
         batch_op.create_foreign_key('fk_account_merged_into', 'account', ['merged_into_id'], ['id'],
                                     ondelete='SET NULL')
         batch_op.create_index('ix_account_name_key', ['name_key'])
+    with op.batch_alter_table('identifier', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('source', sa.String(length=16), nullable=False, server_default='sis'))
     _backfill_name_keys()
 
 
@@ -113,6 +115,8 @@ def _backfill_name_keys():
 
 
 def downgrade():
+    with op.batch_alter_table('identifier', schema=None) as batch_op:
+        batch_op.drop_column('source')
     with op.batch_alter_table('account', schema=None) as batch_op:
         batch_op.drop_index('ix_account_name_key')
         batch_op.drop_constraint('fk_account_merged_into', type_='foreignkey')
