@@ -92,6 +92,9 @@ SCHEMAS: dict[str, Any] = {
     "Identifier": _object({
         "id": INTEGER, "kind": {"type": "string", "enum": IDENTIFIER_KINDS}, "value": STRING,
         "logs_in": {"type": "boolean", "description": "The policy lets this kind of identifier log in"},
+        "source": {"type": "string", "enum": ["sis", "helpdesk", "merge"],
+                   "description": "sis: the import owns it (removed when the export stops listing it); helpdesk "
+                                  "or merge: kept by imports"},
     }),
     "Identity": _object({
         "id": INTEGER, "provider": STRING, "provider_label": STRING, "subject": STRING, "email": N_STRING,
@@ -195,6 +198,8 @@ _action_request("EndSessionsRequest", {
 _action_response("ResetLinkDone", {"sent_to": STRING})
 _action_response("TemporaryPasswordDone", {"temporary": {"const": True}})
 _action_response("UnlockDone", {"unlocked": {"const": True}})
+_action_response("SecondFactorReset", {"removed": _object({"totp": INTEGER, "keys": INTEGER,
+                                                            "recovery_codes": INTEGER})})
 _action_response("IdentifierAdded", {"identifier": _ref("Identifier")})
 _action_response("IdentifierRemoved", {"removed": {"type": "string", "description": "The value removed"}})
 _action_response("IdentityLinked", {"identity": _ref("Identity")})
@@ -304,6 +309,9 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/people/{album}/unlock": [_op(
             "post", "unlock", "Lift a lockout", "actions", (200, "UnlockDone", "Unlocked"),
             params=[ALBUM], body="ReasonRequest", errors=ACTION)],
+        "/people/{album}/second-factor/reset": [_op(
+            "post", "reset_second_factor", "Forget the person's second factors (they enrol again)", "actions",
+            (200, "SecondFactorReset", "Reset"), params=[ALBUM], body="ReasonRequest", errors=ACTION)],
         "/people/{album}/identifiers": [_op(
             "post", "add_identifier", "Add an alias or e-mail address", "actions",
             (201, "IdentifierAdded", "Added"), params=[ALBUM], body="IdentifierRequest", errors=ACTION)],

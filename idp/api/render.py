@@ -33,7 +33,8 @@ def person_summary(account: Account) -> dict[str, Any]:
 
 
 def identifier(ident: Identifier, login_kinds: set[str]) -> dict[str, Any]:
-    return {"id": ident.id, "kind": ident.kind, "value": ident.value, "logs_in": ident.kind in login_kinds}
+    return {"id": ident.id, "kind": ident.kind, "value": ident.value, "logs_in": ident.kind in login_kinds,
+            "source": ident.source or "sis"}
 
 
 def identity(u: UpstreamIdentity) -> dict[str, Any]:

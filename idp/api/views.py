@@ -199,6 +199,17 @@ def unlock(album: str):
     return _done(before, unlocked=True)
 
 
+@bp.post("/people/<album>/second-factor/reset")
+@token_required()
+@_action_limit
+def reset_second_factor(album: str):
+    account = _person(album)
+    _data, reason = action_body()
+    before = _last_event_id()
+    removed = helpdesk.reset_second_factor(account, actor=caller().actor, reason=reason)
+    return _done(before, removed=removed)
+
+
 @bp.post("/people/<album>/identifiers")
 @token_required()
 @_action_limit

@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from idp.core import accounts, audit, authn, linking, pesel, provisioning, recovery, sso, staff
+from idp.core import accounts, audit, authn, linking, mfa, pesel, provisioning, recovery, sso, staff
 from idp.core.clock import utcnow
 from idp.core.errors import DomainError
 from idp.core.policy import Policy
@@ -348,6 +348,21 @@ def unlock(account: Account, *, actor: Actor, reason: str, now: dt.datetime | No
     account.updated_at = now
     _record("unlock", account.id, actor, why, before, {"locked_until": None, "failed_logins": 0}, now)
     db.session.commit()
+
+
+def reset_second_factor(account: Account, *, actor: Actor, reason: str,
+                        now: dt.datetime | None = None) -> dict[str, int]:
+    """Forget the person's second factors (a lost phone and its recovery codes, checked in person): they
+    enrol anew at their next console visit or login. Refused (no_second_factor) when there is none."""
+    why = _why(reason)
+    now = now or utcnow()
+    had = mfa.forget_all(account)
+    if not any(had.values()):
+        db.session.rollback()
+        raise Refused(str(_l("This person has no second factor to reset.")), "no_second_factor")
+    _record("reset_second_factor", account.id, actor, why, had, {"totp": 0, "keys": 0, "recovery_codes": 0}, now)
+    db.session.commit()
+    return had
 
 
 def add_identifier(account: Account, kind: str, value: str, *, actor: Actor, reason: str,

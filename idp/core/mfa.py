@@ -420,6 +420,16 @@ def remove_credential(account: Account, credential_id: int, *, actor: str = "sel
     return True
 
 
+def forget_all(account: Account) -> dict[str, int]:
+    """Every factor of the person gone (authenticator app, security keys, recovery codes), in the caller's
+    transaction: the helpdesk's reset after a lost phone and an ID check. Returns what there was."""
+    had = {"totp": int(_totp_row(account) is not None),
+           "keys": len(credentials_of(account)), "recovery_codes": recovery_codes_left(account)}
+    for model in (TotpSecret, WebAuthnCredential, RecoveryCode):
+        db.session.execute(db.delete(model).where(model.account_id == account.id))
+    return had
+
+
 # --- WebAuthn ------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -6,8 +6,15 @@ from idp.models.mail import OutboxMessage
 from idp.models.oidc import AuthorizationCode, Consent, OAuthToken
 from idp.models.recovery import ResetRequest
 from idp.models.service import Service
-from idp.models.staff import ApiToken, AssistedRecovery, RecoveryCode, StaffRole, TotpSecret, WebAuthnCredential
 from idp.models.sso import SessionParticipant, SsoSession, Ticket
+from idp.models.staff import (
+           ApiToken,
+           AssistedRecovery,
+           RecoveryCode,
+           StaffRole,
+           TotpSecret,
+           WebAuthnCredential,
+)
 from idp.models.sync import ImportRun
 
 __all__ = ["Account", "Identifier", "PasswordHistory", "AuditEvent", "Service", "SsoSession", "Ticket", "SessionParticipant",

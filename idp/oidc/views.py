@@ -19,7 +19,7 @@ from idp.core import audit, claims, provisioning, sso
 from idp.core.clock import utcnow
 from idp.core.registry import ID_TOKEN_ALGORITHMS
 from idp.extensions import csrf, db
-from idp.http import authflow
+from idp.http import authflow, second_factor
 from idp.http.errors import error_page
 from idp.http.security import client_ip
 from idp.http.sso_cookie import clear_tgc, current_session
@@ -187,6 +187,12 @@ def authorize():
         authflow.remember_resume(request.full_path, label=client.name, login_hint=data.get("login_hint"))
         params = {"renew": "true"} if current is not None else {}
         return redirect(url_for("cas.login", **params), code=302)
+
+    if authflow.needs_second_factor(account) and second_factor.verified_at(current) is None:
+        # policy "everyone", and this session began before it (or never passed the check)
+        if "none" in prompts:
+            return _error_redirect(redirect_uri, "interaction_required", "The second factor is needed.", state)
+        return second_factor.to_verify(request.full_path)
 
     svc: Service = client.service
     if not provisioning.entitled(account, svc):

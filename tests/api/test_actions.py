@@ -131,13 +131,26 @@ def test_unlock_an_account_that_is_not_locked(api, person):
     assert r.status_code == 409 and r.get_json()["error"] == "not_locked"
 
 
+def test_reset_second_factor(api, person, helpdesk_staff):
+    from idp.core import mfa
+
+    mfa.issue_recovery_codes(person, 10)  # codes only: still something to forget
+    r = api.post("/people/12345/second-factor/reset", json=reason(WHY))
+    assert r.status_code == 200
+    assert r.get_json()["removed"] == {"totp": 0, "keys": 0, "recovery_codes": 10}
+    assert mfa.recovery_codes_left(person) == 0
+    _audited(r.get_json(), "reset_second_factor", helpdesk_staff, person)
+    again = api.post("/people/12345/second-factor/reset", json=reason(WHY))
+    assert again.status_code == 409 and again.get_json()["error"] == "no_second_factor"
+
+
 def test_add_identifier(api, person, helpdesk_staff):
     r = api.post("/people/12345/identifiers", json={**reason(WHY), "kind": "alias",
                                                     "value": " L.Zolkiewski@Student.Example.edu.pl "})
     assert r.status_code == 201
     added = r.get_json()["identifier"]
-    assert (added["kind"], added["value"], added["logs_in"]) == ("alias", "l.zolkiewski@student.example.edu.pl",
-                                                                  True)
+    assert (added["kind"], added["value"], added["logs_in"], added["source"]) == (
+        "alias", "l.zolkiewski@student.example.edu.pl", True, "helpdesk")
     assert accounts.find_any("l.zolkiewski@student.example.edu.pl").id == person.id
     _audited(r.get_json(), "add_identifier", helpdesk_staff, person)
 
@@ -311,6 +324,7 @@ ACTIONS = {
     "merge": lambda ids: ("POST", "/people/12345/merge", {"duplicate": "54321"}),
     "end-sessions": lambda ids: ("POST", "/people/12345/sessions/end", {}),
     "recovery-code": lambda ids: ("POST", "/people/12345/recovery-code", {}),
+    "second-factor-reset": lambda ids: ("POST", "/people/12345/second-factor/reset", {}),
 }
 
 

@@ -624,3 +624,21 @@ def test_post_request_for_a_third_party_client_shows_consent(client, oidc):
     r = client.get(local(location(post_request(client, params))))
     assert r.status_code == 200 and 'name="decision"' in r.get_data(as_text=True)
     code_from(consent(client, params), ELEARNING_CB)
+
+
+# --- policy [mfa] required_for = "everyone": a session that never passed the second factor ----------------
+
+@pytest.mark.policy(mfa__required_for="everyone")
+def test_everyone_policy_a_session_without_the_second_factor_gets_no_code(client, oidc):
+    """The session began before the policy asked for the factor (new logins pass it on the login page)."""
+    from idp.core import sso
+
+    started = sso.start(oidc, client.application.extensions["idp.policy"], warn=False, client_ip=None)
+    client.set_cookie("idp_tgc", started.tgt, domain="localhost", path="/")
+    _, challenge = pkce()
+    r = client.get("/oidc/authorize", query_string=auth_params(challenge=challenge))
+    assert urlsplit(location(r)).path == "/mfa/verify"
+    assert query(location(r))["next"].startswith("/oidc/authorize?")
+    r = client.get("/oidc/authorize", query_string=auth_params(challenge=challenge, prompt="none"))
+    assert location(r).startswith(MAIL_CB + "?")
+    assert query(r)["error"] == "interaction_required" and query(r)["state"] == "st-123"
