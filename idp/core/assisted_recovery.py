@@ -121,6 +121,7 @@ def issue(account: Account, *, actor: Actor, reason: str, policy: Policy,
     if len(why) < helpdesk.MIN_REASON:
         raise helpdesk.ReasonRequired(str(_l("Say why you are doing this (a few words for the audit log).")))
     why = why[:500]
+    helpdesk.may_act_on(account, actor)
     if account.merged_into_id is not None:
         raise helpdesk.Refused(str(_l("This account was merged into another one: act on that account instead.")),
                                "merged")

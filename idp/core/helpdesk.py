@@ -151,6 +151,17 @@ def _identity_dicts(rows: list[UpstreamIdentity]) -> list[dict[str, Any]]:
     return [{"id": i.id, "provider": i.provider, "email": i.email} for i in rows]
 
 
+def may_act_on(account: Account, actor: Actor) -> None:
+    """Acting on a person who holds a console role takes the admin role: otherwise a helpdesk person could
+    add their own address to an admin's account (or set its password, or reset its second factor) and log
+    in as that admin. The CLI (no staff account) is the operator and may."""
+    if actor.account_id is None or not staff.roles_of(account):
+        return
+    if not staff.has_role(db.session.get(Account, actor.account_id), "admin"):
+        raise Refused(str(_l("This person has a console role: only an admin can change their account.")),
+                      "staff_account")
+
+
 def _refuse_merged(account: Account) -> None:
     if account.merged_into_id is not None:
         raise Refused(str(_l("This account was merged into another one: act on that account instead.")), "merged")
@@ -296,6 +307,7 @@ def send_reset_link(account: Account, address: str, *, actor: Actor, reason: str
     addresses (not_an_address), account not active (not_active), merged. Needs a request context (the link
     is built with url_for, as the reset page builds it)."""
     why = _why(reason)
+    may_act_on(account, actor)
     now = now or utcnow()
     _refuse_merged(account)
     chosen = accounts.normalise_identifier(address or "")
@@ -320,6 +332,7 @@ def set_temporary_password(account: Account, password: str, *, actor: Actor, rea
     policy (accounts.PasswordRejected propagates, nothing changed). Every session of the account ends.
     The password is never logged. Refused: merged account (merged)."""
     why = _why(reason)
+    may_act_on(account, actor)
     _refuse_merged(account)
     before = {"has_password": account.password_hash is not None, "temporary": bool(account.password_temporary),
               "locked_until": _iso(account.locked_until), "failed_logins": account.failed_logins or 0}
@@ -340,6 +353,7 @@ def unlock(account: Account, *, actor: Actor, reason: str, now: dt.datetime | No
     """Lift a lockout: failed_logins=0, locked_until=None. Refused (not_locked) when the account is
     neither locked nor has wrong passwords counted."""
     why = _why(reason)
+    may_act_on(account, actor)
     now = now or utcnow()
     if not authn.is_locked(account, now) and not account.failed_logins:
         raise Refused(str(_l("This account is not locked.")), "not_locked")
@@ -355,6 +369,7 @@ def reset_second_factor(account: Account, *, actor: Actor, reason: str,
     """Forget the person's second factors (a lost phone and its recovery codes, checked in person): they
     enrol anew at their next console visit or login. Refused (no_second_factor) when there is none."""
     why = _why(reason)
+    may_act_on(account, actor)
     now = now or utcnow()
     had = mfa.forget_all(account)
     if not any(had.values()):
@@ -371,6 +386,7 @@ def add_identifier(account: Account, kind: str, value: str, *, actor: Actor, rea
     new Identifier. Refused: bad_kind, bad_address, already_present (this account has it), taken (another
     account has it: the message names its album)."""
     why = _why(reason)
+    may_act_on(account, actor)
     now = now or utcnow()
     _refuse_merged(account)
     if kind not in IDENTIFIER_KINDS:
@@ -401,6 +417,7 @@ def remove_identifier(account: Account, identifier_id: int, *, actor: Actor, rea
     last_way_to_log_in (no identifier the policy logs in with would remain, album login not allowed, and no
     upstream identity). `policy`: the app's policy when None."""
     why = _why(reason)
+    may_act_on(account, actor)
     now = now or utcnow()
     policy = policy or _app_policy()
     ident = db.session.get(Identifier, identifier_id)
@@ -429,6 +446,7 @@ def link_identity(account: Account, provider: str, subject: str, email: str | No
     unknown_provider (not in [[upstream]]), bad_subject, already_linked (this account has it), taken
     (another account has it: the message names its album)."""
     why = _why(reason)
+    may_act_on(account, actor)
     now = now or utcnow()
     _refuse_merged(account)
     if linking.upstream(provider or "") is None:
@@ -462,6 +480,7 @@ def unlink_identity(account: Account, identity_id: int, *, actor: Actor, reason:
     """Unlink one upstream identity of the account. Refused: not_found, last_way_to_log_in (no password
     and no other link: the same rule as the person's own unlink)."""
     why = _why(reason)
+    may_act_on(account, actor)
     now = now or utcnow()
     identity = db.session.get(UpstreamIdentity, identity_id)
     if identity is None or identity.account_id != account.id:
@@ -507,6 +526,7 @@ def resolve_pending(pending_id: int, decision: str, *, actor: Actor, reason: str
     if target is None:
         raise Refused(str(_l("Choose the account to link this identity to.")), "no_account")
     _refuse_merged(target)
+    may_act_on(target, actor)
     existing = db.session.scalar(db.select(UpstreamIdentity).where(UpstreamIdentity.provider == pending.provider,
                                                                    UpstreamIdentity.subject == pending.subject))
     if existing is not None and existing.account_id != target.id:
@@ -533,6 +553,8 @@ def merge(survivor: Account, other: Account, *, actor: Actor, reason: str,
     "pending": [ids], "events": count, "sessions": how many of other's sessions ended}.
     Refused: same_account, merged (either is already merged)."""
     why = _why(reason)
+    may_act_on(survivor, actor)
+    may_act_on(other, actor)
     now = now or utcnow()
     if survivor.id == other.id:
         raise Refused(str(_l("An account cannot be merged into itself.")), "same_account")
@@ -610,6 +632,7 @@ def end_sessions(account: Account, *, actor: Actor, reason: str, sid: str | None
     with single logout, reason "ended_by_helpdesk". Returns how many ended. Refused: not_found (no live
     session with that sid), no_sessions (none live)."""
     why = _why(reason)
+    may_act_on(account, actor)
     now = now or utcnow()
     live = list(db.session.scalars(db.select(SsoSession).where(SsoSession.account_id == account.id,
                                                               SsoSession.ended_at.is_(None))

@@ -36,3 +36,29 @@ def test_reset_needs_a_reason_and_something_to_reset(app, person, actor, clock):
         helpdesk.reset_second_factor(person, actor=actor, reason=WHY)
     assert caught.value.code == "no_second_factor"
     assert len(helpdesk_events()) == 1
+
+
+def test_only_an_admin_acts_on_a_staff_account(app, person, actor, staffer):  # noqa: F811
+    """Otherwise a helpdesk person could add their own address to an admin's account, or set its password,
+    and log in as the admin."""
+    from idp.core import assisted_recovery, staff
+    from idp.extensions import db
+    from idp.models import Account
+
+    colleague = person
+    staff.grant(colleague, "admin", actor="cli")
+    policy = app.extensions["idp.policy"]
+    for attempt in (lambda: helpdesk.add_identifier(colleague, "alias", "mine@example.com", actor=actor, reason=WHY),
+                    lambda: helpdesk.set_temporary_password(colleague, "Parowóz-Klarnet-Zima-1954", actor=actor,
+                                                            reason=WHY, policy=policy),
+                    lambda: helpdesk.reset_second_factor(colleague, actor=actor, reason=WHY),
+                    lambda: assisted_recovery.issue(colleague, actor=actor, reason=WHY, policy=policy)):
+        with pytest.raises(helpdesk.Refused) as caught:
+            attempt()
+        assert caught.value.code == "staff_account"
+    assert helpdesk_events() == []
+    staff.grant(staffer, "admin", actor="cli")  # an admin may
+    helpdesk.add_identifier(colleague, "alias", "colleague@example.com", actor=actor, reason=WHY)
+    assert "colleague@example.com" in [i.value for i in db.session.get(Account, colleague.id).identifiers]
+    cli = helpdesk.Actor(name="cli", account_id=None, client_ip=None, via="cli")  # the operator may too
+    helpdesk.add_identifier(colleague, "alias", "colleague2@example.com", actor=cli, reason=WHY)
