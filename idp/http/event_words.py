@@ -184,6 +184,14 @@ def describe_event(event: AuditEvent) -> dict:
 def grouped_events(events: list[AuditEvent]) -> list[dict]:
     """Events in words, newest first, consecutive identical failures folded into one row with a count
     and a time span ("wrong password ×3")."""
+    events = list(events)
+    for n in range(1, len(events)):
+        # The wrong password that locks an account is recorded after its lock (same moment): show the lock
+        # above it, so the run of wrong passwords reads as one row ("wrong password ×10").
+        lock, attempt = events[n], events[n - 1]
+        if (lock.action == "account.locked" and attempt.action == "login.failed" and attempt.at == lock.at
+                and attempt.account_id == lock.account_id):
+            events[n - 1], events[n] = lock, attempt
     rows: list[dict] = []
     for event in events:
         row = describe_event(event)

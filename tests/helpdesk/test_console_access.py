@@ -210,3 +210,10 @@ def test_the_console_speaks_polish_too(desk, person):
 def test_unknown_people_are_404(desk):
     assert desk.get("/helpdesk/people/nobody").status_code == 404
 
+
+
+def test_admins_see_the_services_link_and_helpdesk_people_do_not(client, clock, app):
+    desk = Desk.open(client, clock)
+    assert 'href="/helpdesk/services"' not in desk.page("/helpdesk/")
+    staff.grant(desk.account, "admin", actor="cli")
+    assert 'href="/helpdesk/services"' in desk.page("/helpdesk/")

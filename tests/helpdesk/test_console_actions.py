@@ -14,10 +14,29 @@ from idp.core import linking
 from idp.core.clock import utcnow
 from idp.core.passwords import hasher
 from idp.extensions import db
-from idp.models import Account, AssistedRecovery, Identifier, OutboxMessage, PendingLink, SsoSession, UpstreamIdentity
+from idp.models import (
+    Account,
+    AssistedRecovery,
+    Identifier,
+    OutboxMessage,
+    PendingLink,
+    SsoSession,
+    UpstreamIdentity,
+)
 from tests.conftest import FreshContextClient, cas_login
 from tests.factories import PASSWORD, create_account
-from tests.helpdesk.console import STAFF_EMAIL, UPSTREAM, Desk, english, events, location, plain, rows, section, text
+from tests.helpdesk.console import (
+    STAFF_EMAIL,
+    UPSTREAM,
+    Desk,
+    english,
+    events,
+    location,
+    plain,
+    rows,
+    section,
+    text,
+)
 
 STUDENT = "lukasz.zolkiewski@student.example.edu.pl"
 PRIVATE = "lukasz.z@example.com"

@@ -79,6 +79,9 @@ def test_locked_until_is_given_in_polish_time(app, desk, person, browser):
     assert f"Locked until {local.day} {local.strftime('%B')} {local.year}, {local.strftime('%H:%M')} (Polish time)" \
         in status, status
     assert "after 3 wrong passwords in a row" in status
+    events = rows(section(page, "Recent logins and events"))
+    assert [e[1] for e in events[:2]] == ["✗ Account locked: too many wrong passwords",
+                                          "✗ Login refused: wrong password ×3"]
     assert 'href="/helpdesk/people/12345/unlock"' in page
 
 
