@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from wtforms.fields.choices import SelectChoice
 
-from idp.core import accounts, assisted_recovery, audit, helpdesk, linking, pesel, sso
+from idp.core import accounts, assisted_recovery, audit, helpdesk, linking, mfa, pesel, sso
 from idp.core.errors import DomainError
 from idp.core.helpdesk import ReasonRequired, Refused
 from idp.extensions import db
@@ -193,6 +193,7 @@ def person(album: str):
         merged_from=[_summary(a) for a in ov.merged_from],
         merged_into=_summary(ov.merged_into) if ov.merged_into is not None else None,
         upstreams=current_app.config["UPSTREAM"], open_code=assisted_recovery.open_code(account),
+        factors=mfa.factors(account),
         live=account.merged_into_id is None, title=account.display_name)
 
 
@@ -284,6 +285,25 @@ def unlock(album: str):
                 title=_("Unlock the account"),
                 intro=_("Wrong passwords are forgotten and the person can log in again at once."),
                 submit=_("Unlock"), locked_until=account.locked_until, failed=account.failed_logins)
+
+
+@bp.route("/people/<album>/second-factor/reset", methods=["GET", "POST"])
+@console_required
+@fresh_factor_required
+def reset_second_factor(album: str):
+    account = _account(album)
+    form = forms.ActionForm()
+
+    def perform():
+        return helpdesk.reset_second_factor(account, actor=g.staff.actor, reason=form.reason.data)
+
+    return _act(account, form, perform,
+                lambda _r: _("The second factor was reset. The person sets up a new one at the next login that "
+                             "asks for it."),
+                title=_("Reset the second factor"),
+                intro=_("For a lost phone or security key, after checking the person's identity: the "
+                        "authenticator app, security keys and recovery codes are forgotten."),
+                submit=_("Reset the second factor"), danger=True)
 
 
 @bp.route("/people/<album>/identifiers/add", methods=["GET", "POST"])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from idp.core import linking
+from idp.core import linking, mfa
 from idp.core.clock import utcnow
 from idp.core.passwords import hasher
 from idp.extensions import db
@@ -79,6 +79,7 @@ def scene(app, client, clock, person) -> Scene:
                           name="Łukasz Ż.", created_at=now, expires_at=now + dt.timedelta(hours=1))
     db.session.add(pending)
     db.session.commit()
+    mfa.issue_recovery_codes(account, 10)  # a second factor for the helpdesk to reset
     return Scene(desk, account, other, identity, pending, student_browser)
 
 
@@ -300,6 +301,18 @@ def test_issue_a_recovery_code_shown_once(scene):
     assert code not in page and "One-time recovery code" in plain(page)
 
 
+def test_reset_the_second_factor(scene):
+    page = plain(scene.desk.page("/helpdesk/people/12345"))
+    assert "Second factor" in page and "10 recovery codes left" in page
+    r = scene.desk.post("/helpdesk/people/12345/second-factor/reset", {"reason": WHY})
+    done(scene, r, "The second factor was reset.")
+    assert mfa.recovery_codes_left(scene.fresh()) == 0
+    event = the_event("reset_second_factor", scene.student.id)
+    assert event.data["before"]["recovery_codes"] == 10
+    page = scene.desk.page("/helpdesk/people/12345")
+    assert "/second-factor/reset" not in page  # nothing left to reset: no button
+
+
 # --- the reason: every action asks for one; without it nothing changes ------------------------------------
 
 @dataclass(frozen=True)
@@ -328,6 +341,7 @@ ACTIONS = [
     Action("merge", lambda s: "/helpdesk/people/12345/merge?other=67890", lambda s: {"other": "67890"}),
     Action("end_sessions", lambda s: "/helpdesk/people/12345/sessions/end", lambda s: {}),
     Action("recovery_code", lambda s: "/helpdesk/people/12345/recovery-code", lambda s: {"id_checked": "y"}),
+    Action("reset_second_factor", lambda s: "/helpdesk/people/12345/second-factor/reset", lambda s: {}),
 ]
 
 
@@ -341,7 +355,7 @@ def snapshot(scene: Scene) -> tuple:
             other.merged_into_id, len(linking.identities_of(account)),
             db.session.get(PendingLink, scene.pending.id).resolution, len(scene.live_sessions()),
             db.session.scalar(db.select(db.func.count(OutboxMessage.id))),
-            db.session.scalar(db.select(db.func.count(AssistedRecovery.id))))
+            db.session.scalar(db.select(db.func.count(AssistedRecovery.id))), mfa.recovery_codes_left(account))
 
 
 @pytest.mark.parametrize("action", ACTIONS, ids=[a.name for a in ACTIONS])
