@@ -73,7 +73,7 @@ def moment(name: str, *, end: bool = False) -> dt.datetime | None:
         return None
     try:
         return parse_moment(raw, end=end)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ApiError(400, "invalid_request",
                        _("The parameter %(name)s must be a date (YYYY-MM-DD) or an ISO 8601 date and time.",
                          name=name), field=name) from None

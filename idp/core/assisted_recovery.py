@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from flask_babel import lazy_gettext as _l
 
-from idp.core import accounts, audit, mail
+from idp.core import accounts, audit, authn, mail
 from idp.core.clock import utcnow
 from idp.core.errors import DomainError
 from idp.core.policy import Policy
@@ -190,12 +190,12 @@ def redeem(identifier: str, code: str, *, client_ip: str | None,
     typed = (identifier or "").strip()[:254]
     if _recent_failures(client_ip, now) >= MAX_FAILURES_PER_ADDRESS:
         return _refuse(Refusal(THROTTLED), "address_throttled", account_id=None, client_ip=client_ip, now=now,
-                       data={"identifier": typed})
+                       data={"identifier": authn.loggable_identifier(typed)})
     account = _find_account(typed)
     digest = code_hash(code)
     if account is None:
         return _refuse(Refusal(UNKNOWN), "unknown_identifier", account_id=None, client_ip=client_ip, now=now,
-                       data={"identifier": typed})
+                       data={"identifier": authn.loggable_identifier(typed)})
     record = db.session.scalar(db.select(AssistedRecovery).where(AssistedRecovery.account_id == account.id,
                                                                  AssistedRecovery.code_hash == digest))
     if record is not None:

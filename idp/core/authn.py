@@ -43,7 +43,7 @@ class AuthResult:
         return self.reason in AFTER_CORRECT_PASSWORD
 
 
-def _loggable(identifier: str) -> str:
+def loggable_identifier(identifier: str) -> str:
     """What an unknown identifier is recorded as: never a PESEL (people type it where a login goes)."""
     if pesel.problem(identifier.strip()) is None:
         return "(a PESEL, not recorded)"
@@ -108,7 +108,7 @@ def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: s
     if reason:
         event = audit.record("login.failed", account_id=account.id if account else None, reason=reason,
                              client_ip=client_ip, now=now, commit=False,
-                             data={"identifier": _loggable(identifier), "service": service} if account is None
+                             data={"identifier": loggable_identifier(identifier), "service": service} if account is None
                              else {"service": service})
         db.session.commit()
         return AuthResult(account, reason, event)

@@ -377,6 +377,8 @@ def reset_second_factor(account: Account, *, actor: Actor, reason: str,
         raise Refused(str(_l("This person has no second factor to reset.")), "no_second_factor")
     _record("reset_second_factor", account.id, actor, why, had, {"totp": 0, "keys": 0, "recovery_codes": 0}, now)
     db.session.commit()
+    # Whoever holds the lost phone may hold a live session too: it ends, or it could enrol its own factor.
+    accounts.end_other_sessions(account, keep=None, reason="second_factor_reset", now=now)
     return had
 
 
@@ -516,6 +518,8 @@ def resolve_pending(pending_id: int, decision: str, *, actor: Actor, reason: str
     before = {"resolution": None, "account_id": pending.account_id, "kind": pending.kind}
     facts = {"pending": pending.id, "provider": pending.provider, "email": pending.email}
     if decision == "reject":
+        if pending.account_id is not None:
+            may_act_on(db.session.get(Account, pending.account_id), actor)
         pending.resolution, pending.resolved_at = "rejected", now
         _record("resolve_pending", pending.account_id, actor, why, before,
                 {"resolution": "rejected", "account_id": pending.account_id, "kind": pending.kind}, now,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app, url_for
 
-from idp.core import accounts, audit, mail, pesel, tokens
+from idp.core import accounts, audit, authn, mail, pesel, tokens
 from idp.core.clock import utcnow
 from idp.core.errors import DomainError
 from idp.core.policy import Policy
@@ -62,7 +62,7 @@ def request_reset(identifier: str, policy: Policy, *, lang: str, client_ip: str 
     if account is None or account.status != "active":
         tokens.make(PURPOSE, {"r": 0, "p": "x"})  # roughly the same work either way
         audit.record("reset.requested", reason="unknown_identifier", client_ip=client_ip, now=now,
-                     data={"identifier": identifier[:254]})
+                     data={"identifier": authn.loggable_identifier(identifier)})
         return RequestOutcome("unknown")
     targets = destinations(account, policy)
     if not targets:

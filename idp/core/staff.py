@@ -126,8 +126,9 @@ def authenticate_token(secret: str, *, now: dt.datetime | None = None) -> Accoun
     if token is None or token.revoked_at is not None or (token.expires_at and token.expires_at <= now):
         return None
     account = db.session.get(Account, token.account_id)
-    if not roles_of(account):
-        return None
+    if account is None or account.status != "active" or account.merged_into_id is not None \
+            or not roles_of(account):
+        return None  # a person who left (or was merged) stops acting through scripts too
     if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
         token.last_used_at = now  # coarse, so a busy script does not write on every call
         db.session.commit()

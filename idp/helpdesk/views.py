@@ -134,7 +134,10 @@ def dashboard():
 
 
 def _looks_like_pesel(query: str) -> bool:
-    return len(query) == 11 and query.isdigit() and pesel.problem(query) is None
+    """Eleven digits with a valid checksum, spaces forgiven (as core.helpdesk.search reads it): such a
+    query never goes into a URL."""
+    digits = "".join(query.split())
+    return len(digits) == 11 and digits.isdigit() and pesel.problem(digits) is None
 
 
 def _reference_page(query: str, result):
@@ -231,6 +234,7 @@ def _act(account: Account, form, perform, done, *, title: str, intro: str | None
 
 @bp.route("/people/<album>/reset-link", methods=["GET", "POST"])
 @console_required
+@fresh_factor_required
 def send_reset_link(album: str):
     account = _account(album)
     form = forms.SendResetForm()
@@ -308,6 +312,7 @@ def reset_second_factor(album: str):
 
 @bp.route("/people/<album>/identifiers/add", methods=["GET", "POST"])
 @console_required
+@fresh_factor_required
 def add_identifier(album: str):
     account = _account(album)
     form = forms.AddIdentifierForm()
@@ -342,6 +347,7 @@ def remove_identifier(album: str, identifier_id: int):
 
 @bp.route("/people/<album>/identities/link", methods=["GET", "POST"])
 @console_required
+@fresh_factor_required
 def link_identity(album: str):
     account = _account(album)
     form = forms.LinkIdentityForm()
@@ -382,11 +388,13 @@ def unlink_identity(album: str, identity_id: int):
 
 @bp.route("/people/<album>/pending/<int:pending_id>", methods=["GET", "POST"])
 @console_required
+@fresh_factor_required
 def resolve_pending(album: str, pending_id: int):
     account = _account(album)
     pending = db.session.get(PendingLink, pending_id)
-    if pending is None:
-        abort(404)
+    if pending is None or not (pending.account_id == account.id
+                               or (pending.email and pending.email in {i.value for i in account.identifiers})):
+        abort(404)  # decided from the page of the person it waits for (as the person view lists them)
     form = forms.ResolvePendingForm()
 
     def perform():
@@ -443,7 +451,7 @@ def merge(album: str):
                                person=_summary(survivor), pick=forms.PickOtherForm(request.args),
                                problem=None, title=_("Merge two accounts"))
     form = forms.MergeForm()
-    other_ref = (form.other.data if form.is_submitted() else request.args.get("other", "")).strip()[:254]
+    other_ref = ((form.other.data if form.is_submitted() else request.args.get("other")) or "").strip()[:254]
     other = _find_other(other_ref)
     if other is None:
         pick = forms.PickOtherForm(request.args if request.method == "GET" else None)
@@ -526,7 +534,8 @@ def _when(moment: dt.datetime | None) -> str:
 # --- the audit log ---------------------------------------------------------------------------------------
 
 def _local_midnight(day: dt.date) -> dt.datetime:
-    """00:00 of a day in Warsaw as naive UTC (how times are stored)."""
+    """00:00 of a day in Warsaw as naive UTC (how times are stored); the ends of the calendar clamp."""
+    day = min(max(day, dt.date(1, 1, 2)), dt.date(9999, 12, 30))
     return dt.datetime.combine(day, dt.time(), tzinfo=ZONE).astimezone(dt.UTC).replace(tzinfo=None)
 
 
@@ -551,8 +560,8 @@ def audit_log():
                                   actor=(form.actor.data or "").strip().lower() or None,
                                   reason=(form.reason.data or "").strip() or None,
                                   since=_local_midnight(form.since.data) if form.since.data else None,
-                                  until=_local_midnight(form.until.data + dt.timedelta(days=1))
-                                  if form.until.data else None)
+                                  until=_local_midnight(min(form.until.data, dt.date(9999, 12, 29))
+                                                        + dt.timedelta(days=1)) if form.until.data else None)
             result = audit.page(f, _page_number(), AUDIT_PER_PAGE)
     rows = []
     if result is not None:

@@ -7,6 +7,7 @@ destructive action). Passing the check finishes the pending login, or marks this
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from flask import current_app, flash, jsonify, redirect, render_template, request, session, url_for
@@ -115,6 +116,13 @@ def _blocked_message(account: Account) -> str | None:
 
 # --- enrolment: the authenticator app -------------------------------------------------------------------------
 
+_TOTP_SETUP = "idp_totp_setup"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:32]
+
+
 @bp.route("/setup", methods=["GET", "POST"])
 def setup():
     """Set up an authenticator app: QR code and the secret as text, then the first code confirms it.
@@ -131,10 +139,19 @@ def setup():
     if have.totp is not None:
         flash(_("An authenticator app is already set up."), "success")
         return redirect(_next() or url_for("mfa.manage"))
-    secret, uri = mfa.totp_begin(account, issuer=_policy().name(authflow.lang()))
+    issuer = _policy().name(authflow.lang())
+    secret, uri = mfa.totp_begin(account, issuer=issuer)
+    # A waiting secret belongs to the browser that was shown it: another browser (someone who knew the
+    # password and opened this page first) never gets it, and cannot confirm the one shown here.
+    mine = session.get(_TOTP_SETUP) == _digest(secret)
+    if not mine:
+        secret, uri = mfa.totp_begin(account, issuer=issuer, restart=True)
+        session[_TOTP_SETUP] = _digest(secret)
     form = TotpCodeForm()
     error = None
-    if form.validate_on_submit():
+    if form.is_submitted() and not mine:
+        error = _("This page was out of date: scan the new code and enter the code the app shows now.")
+    elif form.validate_on_submit():
         if mfa.totp_confirm(account, form.code.data, client_ip=client_ip()):
             first = not have.enrolled
             codes = mfa.issue_recovery_codes(account, _policy().data["mfa"]["recovery_codes"],
@@ -331,7 +348,8 @@ def webauthn_register():
     refused = _may_register(who)
     if refused:
         return _json_error(refused, 403)
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
     try:
         mfa.register_credential(who.account, session.pop(_WEBAUTHN, None), body.get("credential"), _rp(),
                                 name=str(body.get("name") or "")[:100] or _("Security key"), client_ip=client_ip())
@@ -366,7 +384,8 @@ def webauthn_authenticate():
     who = _visitor()
     if who is None:
         return _json_error(_("You are not logged in. Log in again."), 403)
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
     try:
         mfa.authenticate(who.account, session.pop(_WEBAUTHN, None), body.get("credential"), _rp(),
                          client_ip=client_ip())

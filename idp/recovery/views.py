@@ -123,7 +123,9 @@ def check():
     account = _code_person() if purpose == "code" else authflow.current_person(purpose)
     if account is None:
         return jsonify({"error": "no_person"}), 401
-    data = request.get_json(silent=True) or request.form
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        data = request.form
     password = str(data.get("password", ""))
     verdict = accounts.evaluate_password(account, password, current_app.extensions["idp.policy"])
     return jsonify(verdict_json(verdict))

@@ -268,3 +268,29 @@ def test_blocked_verify_page_says_until_when(client, person, clock, browser):
     r = other.get("/mfa/verify")
     assert r.status_code == 429 and "codes are refused until" in text(r)
     assert mfa.blocked_until(person) == events("mfa.failed", person.id)[0].at + dt.timedelta(minutes=15)
+
+
+def test_a_waiting_secret_belongs_to_the_browser_it_was_shown_to(client, browser, person, clock):
+    """Someone who knows the password opens the setup page first and keeps the secret: the real person's
+    browser gets a new one, and the first browser can no longer confirm anything."""
+    from tests.conftest import cas_login
+    from tests.factories import PASSWORD
+    from tests.mfa.conftest import USER, secret_from, text
+
+    intruder = browser()
+    assert cas_login(intruder, USER, PASSWORD, service=None).status_code == 200
+    assert cas_login(client, USER, PASSWORD, service=None).status_code == 200
+    page = intruder.get("/mfa/setup")
+    planted = secret_from(text(page))
+    token = csrf_token(text(page))
+    own_page = client.get("/mfa/setup")
+    own = secret_from(text(own_page))
+    assert own != planted
+    r = intruder.post("/mfa/setup", data={"csrf_token": token, "code": code_at(planted, clock.now)})
+    assert "out of date" in text(r) and mfa.confirmed_totp(person) is None
+    fresh_for_intruder = secret_from(text(r))  # the intruder's page now shows yet another secret
+    r = client.post("/mfa/setup", data={"csrf_token": csrf_token(text(own_page)), "code": code_at(own, clock.now)})
+    assert mfa.confirmed_totp(person) is None  # the intruder's reload replaced it: the person scans again
+    assert fresh_for_intruder not in (own, planted)
+    secret, r = enrol_totp(client, clock)
+    assert mfa.confirmed_totp(person) is not None and secret not in (planted, fresh_for_intruder)
