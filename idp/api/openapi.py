@@ -171,6 +171,7 @@ def _action_response(name: str, properties: dict[str, Any]) -> None:
 
 
 _action_request("ReasonRequest")
+SCHEMAS["SearchRequest"] = _object({"q": {"type": "string", "description": "What GET /people takes as q"}}, ["q"])
 _action_request("ResetLinkRequest", {
     "address": {"type": "string", "format": "email",
                 "description": "One of the person's addresses (reset_addresses); default: the first"},
@@ -295,6 +296,13 @@ def _paths() -> dict[str, dict[str, Any]]:
                     _query("page", "Page number, from 1", INTEGER),
                     _query("per_page", "Results per page (1–100, default 25)", INTEGER)],
             errors=("BadRequest",))],
+        "/people/search": [_op(
+            "post", "search_people_post", "Find people (query in the body)", "people",
+            (200, "SearchResult", "Matching people, paginated"),
+            params=[_query("page", "Page number, from 1", INTEGER),
+                    _query("per_page", "Results per page (1–100, default 25)", INTEGER)],
+            body="SearchRequest", errors=("BadRequest",),
+            description="Like GET /people, for a PESEL: the number stays out of URLs, proxies and access logs.")],
         "/people/{album}": [_op("get", "person", "A person's situation", "people",
                                 (200, "Person", "Identifiers, status, entitlements, links, sessions, events"),
                                 params=[ALBUM], errors=("NotFound",))],

@@ -17,7 +17,7 @@ from idp.api import render as out
 from idp.api.auth import caller, rate_key, token_required
 from idp.api.errors import ApiError, error_response
 from idp.api.errors import init as init_errors
-from idp.api.params import action_body, int_arg, moment, text
+from idp.api.params import action_body, body, int_arg, moment, text
 from idp.core import accounts, assisted_recovery, audit, helpdesk
 from idp.core.errors import DomainError
 from idp.extensions import db, limiter
@@ -134,7 +134,21 @@ def me():
 @token_required()
 def search_people():
     """Find people: album number, any address or alias, name, PESEL (11 digits) or reference code (E123)."""
-    query = (request.args.get("q") or "").strip()[:200]
+    return _search((request.args.get("q") or "").strip()[:200])
+
+
+@bp.post("/people/search")
+@token_required()
+def search_people_post():
+    """The same search with the query in the body: a PESEL then stays out of URLs and access logs."""
+    data = body()
+    query = data.get("q")
+    if not isinstance(query, str):
+        raise ApiError(400, "invalid_request", _("The field %(name)s is required.", name="q"), field="q")
+    return _search(query.strip()[:200])
+
+
+def _search(query: str):
     per_page = int_arg("per_page", PER_PAGE, high=MAX_PER_PAGE)
     page = int_arg("page", 1, high=100_000)
     result = helpdesk.search(query, pesel_key=current_app.config["PESEL_KEY"], limit=per_page,

@@ -33,6 +33,15 @@ def test_search_by_pesel_does_not_echo_it(api, person):
     assert PESEL not in r.get_data(as_text=True)
 
 
+def test_search_by_pesel_in_the_body_keeps_it_out_of_the_url(api, person):
+    r = api.post("/people/search", json={"q": PESEL})
+    assert r.status_code == 200
+    assert r.get_json()["kind"] == "pesel" and r.get_json()["items"][0]["album"] == "12345"
+    assert PESEL not in r.get_data(as_text=True)
+    bad = api.post("/people/search", json={"query": PESEL})
+    assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_request"
+
+
 def test_search_by_reference_code(api, person):
     event = audit.record("login.failed", account_id=person.id, reason="wrong_password")
     body = api.get("/people", query_string={"q": audit.reference(event)},
