@@ -1,7 +1,7 @@
 """The second factor as the web sees it: whether this browser's SSO session passed it, and when;
 where to send a person to enrol or to verify. The factors themselves live in core/mfa.py.
 
-INTERFACE (filled in by the MFA work): the console (idp/helpdesk) and the login flow rely on exactly these.
+The console (idp/helpdesk) and the login flow use only these functions.
 
 The passed check is kept in the browser's Flask session, bound to the SSO session's id (the digest of its
 TGT): a new SSO session — a new login, `renew`, another person on this browser — needs a new check.

@@ -78,6 +78,7 @@ def test_help_of_the_console_script(instance):
 @pytest.mark.parametrize("args", [
     ["-h"], ["init", "--help"], ["users", "--help"], ["users", "import", "--help"],
     ["users", "set-password", "--help"], ["services", "--help"], ["services", "load", "--help"], ["serve", "--help"],
+    ["staff", "--help"], ["staff", "grant", "--help"], ["staff", "token", "--help"], ["audit", "export", "--help"],
 ])
 def test_help_of_every_command(instance, args):
     result = instance.invoke(*args)
