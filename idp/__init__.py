@@ -34,7 +34,7 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     """
     from idp.core import passwords
     from idp.core.policy import load_policy
-    from idp.extensions import babel, csrf, db, limiter, mail, migrate
+    from idp.extensions import babel, csrf, db, limiter, mail, migrate, shared
     from idp.http import errors, i18n, security
 
     overrides = dict(overrides or {})
@@ -73,6 +73,7 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
         BABEL_TRANSLATION_DIRECTORIES=str(PACKAGE_DIR / "translations"),
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         RATELIMIT_STORAGE_URI=cfg["REDIS_URL"] or "memory://",
+        RATELIMIT_KEY_PREFIX=cfg["REDIS_PREFIX"] + "limits",
         RATELIMIT_HEADERS_ENABLED=True,
         MAIL_SUPPRESS_SEND=False,  # the outbox decides what is sent; tests use an SMTP sink
     )
@@ -83,6 +84,7 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     babel.init_app(app, locale_selector=i18n.select_locale)
     csrf.init_app(app)
+    shared.init_app(app)
     limiter.init_app(app)
     mail.init_app(app)
     passwords.init_app(app)

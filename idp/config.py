@@ -20,7 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS: dict[str, Any] = {
     "BASE_URL": "http://127.0.0.1:8000",
     "DATABASE_URL": None,  # None: SQLite file in the instance folder
-    "REDIS_URL": None,
+    "REDIS_URL": None,  # e.g. redis://127.0.0.1:6379/0: tickets, throttling and rate limits shared by nodes
+    "REDIS_PREFIX": "idp:",  # namespace of every Redis key (several deployments may share one Redis)
     "POLICY": str(PROJECT_ROOT / "policies" / "default.toml"),
     "SECRET_KEY": None,  # None: generated once into instance/secrets.toml
     "PESEL_KEY": None,  # HMAC key for PESEL; None: generated once into instance/secrets.toml
@@ -209,6 +210,10 @@ def load(folder: Path, overrides: dict[str, Any] | None = None,
         cfg["DATABASE_URL"] = f"sqlite:///{folder / 'idp.sqlite3'}"
     if not str(cfg["DATABASE_URL"]).startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, got {cfg['DATABASE_URL']!r}")
+    if cfg["REDIS_URL"] and not str(cfg["REDIS_URL"]).startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {cfg['REDIS_URL']!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{0,64}", cfg["REDIS_PREFIX"]):
+        raise ConfigError(f"REDIS_PREFIX may hold only letters, digits and _ . : -, got {cfg['REDIS_PREFIX']!r}")
     if str(cfg["LOG_LEVEL"]).upper() not in _LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {cfg['LOG_LEVEL']!r}")
     cfg["LOG_LEVEL"] = str(cfg["LOG_LEVEL"]).upper()

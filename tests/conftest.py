@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from idp import MIGRATIONS_DIR, create_app
 from idp.extensions import db
-from tests.databases import postgres_base, postgres_schema
+from tests.databases import postgres_base, postgres_schema, redis_settings
 
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 8, "ARGON2_PARALLELISM": 1}
 USOSWEB = "https://usosweb.example.edu.pl/kontroler.php?_action=news/default"
@@ -36,7 +36,7 @@ SERVICES = [
 
 def _strip_deployment_env(monkeypatch) -> None:
     for name in list(os.environ):
-        if name.startswith("IDP_") and name != "IDP_TEST_DATABASE_URL":
+        if name.startswith("IDP_") and name not in ("IDP_TEST_DATABASE_URL", "IDP_TEST_REDIS_URL"):
             monkeypatch.delenv(name)
 
 
@@ -99,7 +99,7 @@ def app(request, database_url, instance_dir):
 def make_app(request, database_url: str, instance_dir: Path, extra: dict | None = None):
     """The app under test, in an app context, wiped afterwards (a folder's conftest may add settings)."""
     overrides = {"TESTING": True, "DATABASE_URL": database_url, "BASE_URL": "http://127.0.0.1:8000",
-                 **CHEAP_ARGON2, **(extra or {})}
+                 **redis_settings(), **CHEAP_ARGON2, **(extra or {})}
     for marker in request.node.iter_markers("settings"):
         overrides.update(marker.kwargs)
     policy = {}

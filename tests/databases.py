@@ -28,3 +28,11 @@ def postgres_schema(base: str, prefix: str) -> Iterator[str]:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+def redis_settings() -> dict[str, str]:
+    """REDIS_URL and a fresh key namespace when the run uses Redis (IDP_TEST_REDIS_URL), else nothing."""
+    url = os.environ.get("IDP_TEST_REDIS_URL")
+    if not url:
+        return {}
+    return {"REDIS_URL": url, "REDIS_PREFIX": f"idptest:{uuid.uuid4().hex[:12]}:"}

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import postgres_base, postgres_schema
+from tests.databases import postgres_base, postgres_schema, redis_settings
 from tests.e2e.oidc_app import CLIENT_ID, CLIENT_SECRET, SCOPES, OidcApp
 from tests.e2e.relying_app import RelyingApp
 from tests.smtp_sink import SmtpSink
@@ -253,14 +253,17 @@ def time_limit(request) -> Iterator[None]:
 @contextmanager
 def own_database(prefix: str) -> Iterator[dict[str, str]]:
     """IDP_DATABASE_URL for one served IdP: SQLite in its instance by default; with IDP_TEST_DATABASE_URL,
-    a PostgreSQL schema of its own, dropped afterwards. Every `idp serve` of the suite needs its own:
+    a PostgreSQL schema of its own, dropped afterwards; with IDP_TEST_REDIS_URL, Redis under a key prefix
+    of its own. Every `idp serve` of the suite needs its own:
     `idp services load` replaces the whole registry of the database it is given."""
+    redis = redis_settings()
+    redis_env = {"IDP_REDIS_URL": redis["REDIS_URL"], "IDP_REDIS_PREFIX": redis["REDIS_PREFIX"]} if redis else {}
     base = postgres_base()
     if not base:
-        yield {}
+        yield redis_env
         return
     with postgres_schema(base, prefix) as url:
-        yield {"IDP_DATABASE_URL": url}
+        yield {"IDP_DATABASE_URL": url, **redis_env}
 
 
 @pytest.fixture(scope="session")
