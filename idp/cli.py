@@ -537,40 +537,15 @@ def mail_status(c: Context):
 @handle_errors
 def serve(c: Context, host: str, port: int, workers: int | None):
     """Serve the IdP with gunicorn (sync workers), never Flask's development server."""
-    from gunicorn.app.base import BaseApplication
+    from idp import serving
 
     with c.app.app_context():
         _require_schema(c.app)
         from idp.extensions import db
 
         db.engine.dispose()
-    instance = c.instance
-
-    class _Server(BaseApplication):
-        def load_config(self):
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers or os.cpu_count() or 1)
-            self.cfg.set("worker_class", "sync")
-            self.cfg.set("timeout", 30)
-            self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("accesslog", "-")
-            # No control socket: gunicorn's default path is per user, so several instances on one
-            # machine would take over (and on exit delete) each other's socket.
-            self.cfg.set("control_socket_disable", True)
-            # Path without the query string: queries carry tickets and PGTs, which must not reach logs.
-            self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms')
-
-        def load(self):
-            from idp import create_app
-            from idp.core import mail as outbox
-
-            app = create_app(instance=instance)
-            # Each worker delivers the outbox too; claims keep two workers from sending one message.
-            outbox.start_worker(app, interval=app.config["MAIL_WORKER_INTERVAL"])
-            return app
-
     click.echo(f"idp serving on http://{host}:{port} (base URL {c.app.config['BASE_URL']})", err=True)
-    _Server().run()
+    serving.run(host, port, workers, instance=c.instance)
 
 
 if __name__ == "__main__":  # pragma: no cover
