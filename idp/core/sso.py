@@ -84,10 +84,15 @@ def find(tgt: str | None, policy: Policy, now: dt.datetime | None = None, touch:
     if account is None or _left(account, policy, now):
         end(session, reason="account_inactive", now=now)
         return None
-    if touch:
+    if touch and now - session.last_used_at >= TOUCH_EVERY:
         session.last_used_at = now
         db.session.commit()
     return session
+
+
+#: How stale last_used_at may be: idle lifetimes are minutes long, so a session in busy use is written
+#: once a minute rather than on every request (each write is a commit on the hot login path).
+TOUCH_EVERY = dt.timedelta(seconds=30)
 
 
 def still_alive(session: SsoSession, policy: Policy, now: dt.datetime) -> bool:
