@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from idp.core import audit, callbacks, provisioning, registry, sso, tickets
 from idp.core.accounts import attribute, canonical_username
+from idp.core.errors import SharedStateUnavailable
 from idp.core.policy import Policy
 from idp.extensions import db
 from idp.models import Account, Service, SsoSession
@@ -94,7 +95,11 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
     if not ticket.startswith(("ST-", "PT-")):
         return _fail("INVALID_TICKET_SPEC", f"Ticket {ticket[:64]} is not a service or proxy ticket",
                      service=service, client_ip=client_ip, now=now)
-    row = tickets.consume(ticket, now)
+    try:
+        row = tickets.consume(ticket, now)
+    except SharedStateUnavailable:
+        return _fail("INTERNAL_ERROR", "The ticket store is unavailable; try again in a moment",
+                     service=service, client_ip=client_ip, now=now)
     if row is None:
         return _fail("INVALID_TICKET", f"Ticket {ticket[:64]} not recognized", service=service,
                      client_ip=client_ip, now=now)
@@ -178,8 +183,12 @@ def proxy(pgt: str | None, target_service: str | None, policy: Policy, *, lifeti
     if not provisioning.entitled(account, target):
         return _fail("UNAUTHORIZED_SERVICE", "The person is not provisioned for the target service",
                      account_id=account.id, service=target_service, client_ip=client_ip, now=now)
-    issued = tickets.issue("PT", session_id=row.session_id, account_id=row.account_id, service=target_service,
-                           service_id=target.id, lifetime=lifetime, now=now, proxies=list(row.proxies or []))
+    try:
+        issued = tickets.issue("PT", session_id=row.session_id, account_id=row.account_id, service=target_service,
+                               service_id=target.id, lifetime=lifetime, now=now, proxies=list(row.proxies or []))
+    except SharedStateUnavailable:
+        return _fail("INTERNAL_ERROR", "The ticket store is unavailable; try again in a moment",
+                     account_id=account.id, service=target_service, client_ip=client_ip, now=now)
     sso.add_participant(session, service_id=target.id, service_name=target.name, service_url=target_service,
                         ticket=issued.ticket, now=now)
     db.session.commit()

@@ -9,3 +9,9 @@ class DomainError(Exception):
         super().__init__(message)
         if code:
             self.code = code
+
+
+class SharedStateUnavailable(DomainError):
+    """Redis (IDP_REDIS_URL) did not answer: nothing short-lived can be issued or checked right now."""
+
+    code = "shared_state_unavailable"

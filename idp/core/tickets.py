@@ -17,6 +17,9 @@ import secrets
 import string
 from dataclasses import dataclass, field
 
+from redis.exceptions import RedisError
+
+from idp.core.errors import SharedStateUnavailable
 from idp.extensions import db, shared
 from idp.models import SsoSession, Ticket
 
@@ -79,7 +82,10 @@ def issue(kind: str, *, session_id: str, account_id: int, service: str, service_
         session = db.session.get(SsoSession, session_id)
         data = TicketData(**fields, sid=session.sid if session is not None else None)
         # Kept a minute past its lifetime so a late validation hears "expired", not "not recognized".
-        client.set(_redis_key(data.id), _dump(data), ex=lifetime + 60, nx=True)
+        try:
+            client.set(_redis_key(data.id), _dump(data), ex=lifetime + 60, nx=True)
+        except RedisError as exc:
+            raise SharedStateUnavailable(f"cannot store the ticket: {exc}") from exc
         return Issued(ticket, data)
     row = Ticket(**fields)
     db.session.add(row)
@@ -112,7 +118,10 @@ def consume(ticket: str, now: dt.datetime) -> Ticket | TicketData | None:
     key = digest(ticket)
     client = shared.redis
     if client is not None:
-        raw = client.getdel(_redis_key(key))
+        try:
+            raw = client.getdel(_redis_key(key))
+        except RedisError as exc:
+            raise SharedStateUnavailable(f"cannot read the ticket: {exc}") from exc
         if raw is None:
             return None
         data = _load(key, raw)

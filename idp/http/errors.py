@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from idp.core import audit
+from idp.core.errors import SharedStateUnavailable
 from idp.extensions import db
 
 log = logging.getLogger("idp.errors")
@@ -49,6 +50,14 @@ def init_app(app: Flask) -> None:
     def _method(exc):
         return error_page(_("Not allowed"), _("This address does not accept this kind of request."), 405,
                           record=False)
+
+    @app.errorhandler(SharedStateUnavailable)
+    def _shared_state(exc):
+        log.error("shared state unavailable: %s", exc)
+        response, status = error_page(_("Login is briefly unavailable"),
+                                      _("The login service cannot reach one of its parts right now. "
+                                        "Please try again in a minute."), 503)
+        return response, status, {"Retry-After": "30"}
 
     @app.errorhandler(Exception)
     def _internal(exc):
