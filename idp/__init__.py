@@ -123,6 +123,9 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     from idp import oidc
 
     oidc.init_app(app)
+    from idp.http import observability
+
+    observability.init_app(app)  # after every blueprint: /healthz /readyz /metrics, request id, access log
 
     @app.context_processor
     def _globals():

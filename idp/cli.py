@@ -544,6 +544,8 @@ def serve(c: Context, host: str, port: int, workers: int | None):
         from idp.extensions import db
 
         db.engine.dispose()
+    # Other commands keep library chatter out of their report; a server's log is its product (LOG_LEVEL).
+    logging.getLogger("idp").setLevel(logging.NOTSET)
     click.echo(f"idp serving on http://{host}:{port} (base URL {c.app.config['BASE_URL']})", err=True)
     serving.run(host, port, workers, instance=c.instance)
 

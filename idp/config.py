@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     # when BASE_URL itself is a loopback address, i.e. a development instance.
     "ALLOW_LOOPBACK_CALLBACKS": None,
     "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "json",  # "json": one JSON object per log line, with the request id; "text" for a terminal
+    "METRICS_TOKEN": None,  # set: /metrics answers only `Authorization: Bearer <this>` (see docs/observability.md)
+    "MAIL_BACKLOG_WARN_SECONDS": 900,  # /readyz says "warn" when a queued message is older (0: never)
     # Reverse proxies in front of the IdP whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
     # Behind a TLS-terminating load balancer set 1, or the app sees plain http and refuses OAuth.
     "TRUSTED_PROXIES": 0,
@@ -82,7 +85,7 @@ ARGON2_FLOOR = {"ARGON2_TIME_COST": 2, "ARGON2_MEMORY_COST": 19456, "ARGON2_PARA
 _BOOL_KEYS = {"ALLOW_LOOPBACK_CALLBACKS"}
 #: Keys whose default is None: the type a set value must have.
 _OPTIONAL_TYPES: dict[str, type] = {"DATABASE_URL": str, "REDIS_URL": str, "SECRET_KEY": str, "PESEL_KEY": str,
-                                    "ALLOW_LOOPBACK_CALLBACKS": bool}
+                                    "ALLOW_LOOPBACK_CALLBACKS": bool, "METRICS_TOKEN": str}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

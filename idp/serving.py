@@ -3,17 +3,52 @@
 `run(host, port, workers)` serves `idp.create_app(instance=...)`; a caller that needs the same server
 around a slightly different app (the benchmark adds two bare routes) passes `app_factory`, a callable
 returning the Flask app. Each worker builds its own app and starts its own outbox delivery thread.
+
+Logs: the app writes one access line per request itself (idp.http.observability: JSON with the request
+id, the path without its query string), so gunicorn's access log is off; its error log stays on stderr.
+
+Metrics: the workers are separate processes, so prometheus_client runs in multiprocess mode — every
+worker writes its values to files in a fresh private folder (PROMETHEUS_MULTIPROC_DIR, mode 0700, made
+before the workers fork and removed when the server stops), and /metrics in any worker sums them all.
 """
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-#: Path without the query string: queries carry tickets and PGTs, which must not reach logs.
-ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_metrics_dir() -> str:
+    """A fresh, empty, private folder for the workers' metric files, exported as PROMETHEUS_MULTIPROC_DIR.
+
+    Called in the master before the workers fork. prometheus_client picks its value class (in memory or
+    in files) when it is first imported — which the master may already have done (`idp serve` builds an
+    app to check the schema): pick it again now. Values created before this stay in memory; idp's metrics
+    all have labels, so none is created before a request in a worker."""
+    folder = tempfile.mkdtemp(prefix="idp-metrics-")  # mode 0700, new: nothing of an earlier run
+    os.environ[MULTIPROC_ENV] = folder
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
+    return folder
+
+
+def _child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _on_exit(server) -> None:
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder and os.path.basename(folder).startswith("idp-metrics-"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class IdpServer(BaseApplication):
@@ -34,11 +69,13 @@ class IdpServer(BaseApplication):
         self.cfg.set("worker_class", "sync")
         self.cfg.set("timeout", 30)
         self.cfg.set("graceful_timeout", 5)
-        self.cfg.set("accesslog", "-")
+        self.cfg.set("accesslog", None)  # the app logs each request (JSON, no query strings)
+        self.cfg.set("errorlog", "-")
         # No control socket: gunicorn's default path is per user, so several instances on one
         # machine would take over (and on exit delete) each other's socket.
         self.cfg.set("control_socket_disable", True)
-        self.cfg.set("access_log_format", ACCESS_LOG_FORMAT)
+        self.cfg.set("child_exit", _child_exit)
+        self.cfg.set("on_exit", _on_exit)
 
     def load(self):
         if self.app_factory is not None:
@@ -58,4 +95,8 @@ class IdpServer(BaseApplication):
 def run(host: str, port: int, workers: int | None = None, *, instance: str | None = None,
         app_factory: Callable[[], Flask] | None = None) -> None:
     """Serve until SIGTERM/SIGINT (gunicorn's master loop; returns when it stops)."""
-    IdpServer(host, port, workers, instance=instance, app_factory=app_factory).run()
+    folder = prepare_metrics_dir()
+    try:
+        IdpServer(host, port, workers, instance=instance, app_factory=app_factory).run()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

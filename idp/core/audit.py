@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from idp.core import metrics
 from idp.core.clock import utcnow
 from idp.extensions import db
 from idp.models import AuditEvent
-
-log = logging.getLogger("idp.audit")
 
 
 def record(action: str, *, actor: str = "self", account_id: int | None = None, reason: str | None = None,
@@ -24,7 +22,8 @@ def record(action: str, *, actor: str = "self", account_id: int | None = None, r
     db.session.add(event)
     if commit:
         db.session.commit()
-    log.info("audit %s reason=%s account=%s ip=%s", action, reason, account_id, client_ip)
+    # Counted, never logged: audit events live in the database only (who, what, from where).
+    metrics.audit_event(action, reason)
     return event
 
 

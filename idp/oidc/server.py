@@ -13,7 +13,7 @@ from pathlib import Path
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import ClientMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -23,7 +23,7 @@ from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.util import create_half_hash
 from flask import current_app
 
-from idp.core import audit, claims
+from idp.core import audit, claims, metrics
 from idp.core.clock import utcnow
 from idp.core.registry import client_secret_hash
 from idp.extensions import db
@@ -156,6 +156,7 @@ def save_token(token: dict, request) -> None:
                                   refresh_token_hash=digest(refresh) if refresh else None, scope=scope,
                                   access_expires_at=access_expires, refresh_expires_at=refresh_expires))
     db.session.commit()
+    metrics.token_issued(request.payload.grant_type if request.payload else None)
 
 
 def revoke_family(family: str, now: dt.datetime) -> int:
@@ -351,6 +352,15 @@ def _check_token_params(request) -> None:
 
 class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def create_endpoint_response(self, request):
+        try:
+            status, body, headers = super().create_endpoint_response(request)
+        except OAuth2Error:
+            metrics.introspection("error")
+            raise
+        metrics.introspection("active" if body.get("active") else "inactive")
+        return status, body, headers
 
     def check_params(self, request, client) -> None:
         _check_token_params(request)

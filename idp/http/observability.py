@@ -1,0 +1,221 @@
+"""Operations: a request id on every request and log record, one access line per request, the request
+latency metric, and the endpoints a load balancer and Prometheus call — /healthz, /readyz, /metrics.
+
+Logs are JSON lines by default (LOG_FORMAT = "json"; "text" for a terminal). An access line holds the
+method, the path WITHOUT its query string (CAS tickets and PGTs travel in queries), the Flask endpoint,
+the status, the duration and the client address as the app sees it (after ProxyFix), never a form, a
+cookie, a header value or a token. Audit events are not logged: they live in the database only
+(idp.core.audit, `idp audit export`).
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import secrets
+import time
+
+from flask import Blueprint, Flask, Response, current_app, has_request_context, jsonify, request
+
+from idp.config import ConfigError
+from idp.core import metrics
+from idp.core.clock import utcnow
+from idp.extensions import csrf, db, limiter, shared
+
+log = logging.getLogger("idp.access")
+health_log = logging.getLogger("idp.health")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_ENV_ID, _ENV_START = "idp.request_id", "idp.request_start"
+LOG_FORMATS = ("json", "text")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+bp = Blueprint("ops", __name__)
+
+
+# --- request id and logging -------------------------------------------------------------------------------
+
+def request_id() -> str | None:
+    """This request's id: the caller's X-Request-ID when it is a plain token (letters, digits . _ -, at most
+    128), else a fresh random one. None outside a request (the outbox thread, commands)."""
+    if not has_request_context():
+        return None
+    env = request.environ
+    rid = env.get(_ENV_ID)
+    if rid is None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = env[_ENV_ID] = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(16)
+    return rid
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every record (None outside a request), so every line of one request can be
+    found together."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id()
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter(["levelname", "name", "message", "request_id"], timestamp="time",
+                         rename_fields={"levelname": "level", "name": "logger"}, json_ensure_ascii=False)
+
+
+def configure_logging(log_format: str) -> None:
+    """Format the process's log lines as JSON (or text) with the request id. The handler create_app's
+    logging.basicConfig put on the root logger is the one changed; handlers others installed (a test
+    runner's) are left alone. The access logger carries the filter itself, whatever handler gets it."""
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    formatter = json_formatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setFormatter(formatter)
+            _add_filter(handler)
+    _add_filter(log)
+
+
+def _add_filter(target: logging.Filterer) -> None:
+    if not any(isinstance(f, RequestIdFilter) for f in target.filters):
+        target.addFilter(RequestIdFilter())
+
+
+def _start() -> None:
+    request.environ.setdefault(_ENV_START, time.perf_counter())
+    request_id()
+
+
+def _finish(response: Response) -> Response:
+    started = request.environ.get(_ENV_START)
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    endpoint = request.endpoint
+    metrics.http_request(endpoint, request.method, response.status_code, seconds)
+    rid = request_id()
+    response.headers[REQUEST_ID_HEADER] = rid
+    path = request.path[:1024]
+    duration_ms = round(seconds * 1000, 1)
+    log.info('%s "%s %s" %s %.1fms', request.remote_addr, request.method, path, response.status_code, duration_ms,
+             extra={"request_id": rid, "method": request.method, "path": path, "endpoint": endpoint,
+                    "status": response.status_code, "duration_ms": duration_ms, "client": request.remote_addr})
+    return response
+
+
+# --- endpoints --------------------------------------------------------------------------------------------
+
+def _json(body: dict, status: int) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process answers. Nothing else is touched: a database outage must not make the load balancer
+    restart healthy processes."""
+    return _json({"status": "ok"}, 200)
+
+
+def _timed(check) -> dict:
+    started = time.perf_counter()
+    result = check()
+    result["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def _database() -> dict:
+    try:
+        db.session.execute(db.text("SELECT 1"))
+        return {"status": "ok"}
+    except Exception as exc:  # any failure means "not ready"; only the kind of error leaves the process
+        db.session.rollback()
+        health_log.warning("readiness: database check failed: %s", exc)
+        return {"status": "fail", "error": type(exc).__name__}
+
+
+def _redis() -> dict:
+    try:
+        shared.redis.ping()
+        return {"status": "ok"}
+    except Exception as exc:
+        health_log.warning("readiness: Redis check failed: %s", exc)
+        return {"status": "fail", "error": type(exc).__name__}
+
+
+def _mail() -> dict:
+    """The outbox backlog: a warning only, never "not ready" — an SMTP outage must not take every node
+    out of the load balancer; logins and tickets work without mail."""
+    from idp.models import OutboxMessage
+
+    now = utcnow()
+    due = OutboxMessage.next_attempt_at <= now
+    try:
+        queued, oldest, due_count, oldest_due = db.session.execute(
+            db.select(db.func.count(), db.func.min(OutboxMessage.created_at),
+                      db.func.coalesce(db.func.sum(db.case((due, 1), else_=0)), 0),
+                      db.func.min(db.case((due, OutboxMessage.created_at))))
+            .where(OutboxMessage.status == "queued")).one()
+    except Exception as exc:
+        db.session.rollback()
+        health_log.warning("readiness: outbox check failed: %s", exc)
+        return {"status": "warn", "error": type(exc).__name__}
+
+    def age(moment):
+        return round(max(0.0, (now - moment).total_seconds()), 1) if moment is not None else 0.0
+
+    limit = current_app.config["MAIL_BACKLOG_WARN_SECONDS"]
+    result = {"status": "ok", "queued": queued, "due": int(due_count), "oldest_due_age_seconds": age(oldest_due),
+              "oldest_queued_age_seconds": age(oldest), "warn_after_seconds": limit}
+    if limit and age(oldest) > limit:
+        result["status"] = "warn"
+    return result
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready for traffic: the database answers, Redis too when configured (503 otherwise); the mail
+    backlog is reported, with "warn" past MAIL_BACKLOG_WARN_SECONDS, and never makes it 503."""
+    checks = {"database": _timed(_database)}
+    if shared.redis is not None:
+        checks["redis"] = _timed(_redis)
+    checks["mail"] = _timed(_mail)
+    failed = any(c["status"] == "fail" for c in checks.values())
+    warned = any(c["status"] == "warn" for c in checks.values())
+    status = "fail" if failed else "warn" if warned else "ok"
+    return _json({"status": status, "checks": checks}, 503 if failed else 200)
+
+
+def _authorized() -> bool:
+    token = current_app.config.get("METRICS_TOKEN")
+    if not token:
+        return True
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+@bp.get("/metrics", endpoint="metrics")
+def metrics_view():
+    """Prometheus text exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+    if not _authorized():
+        response = _json({"error": "unauthorized"}, 401)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    response = Response(metrics.exposition(utcnow()), 200, content_type=metrics.CONTENT_TYPE_LATEST)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register after every other blueprint: the request timer goes first among before_request functions
+    (one of them may answer the request itself)."""
+    configure_logging(app.config["LOG_FORMAT"])
+    app.register_blueprint(bp)
+    csrf.exempt(bp)
+    limiter.exempt(bp)
+    app.before_request_funcs.setdefault(None, []).insert(0, _start)
+    app.after_request(_finish)

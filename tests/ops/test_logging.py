@@ -1,0 +1,132 @@
+"""Structured logs: one JSON access line per request with the request id the response echoes; never a
+query string, a form, a cookie or a password; audit events stay out of the log."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+
+import pytest
+
+from idp import create_app
+from idp.config import ConfigError
+from idp.http import observability
+from tests.conftest import CHEAP_ARGON2, USOSWEB, cas_login, ticket_from
+from tests.factories import PASSWORD
+from tests.oidc.conftest import USER
+
+
+@pytest.fixture
+def log_lines():
+    """What a deployment's stderr would hold: a plain StreamHandler on the root logger, as create_app's
+    logging.basicConfig makes, formatted by observability.configure_logging. Yields a function that
+    returns the lines written so far, parsed."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+    def lines(fmt: str = "json") -> list:
+        raw = [line for line in stream.getvalue().splitlines() if line]
+        return [json.loads(line) for line in raw] if fmt == "json" else raw
+
+    try:
+        observability.configure_logging("json")
+        yield lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def access_lines(lines: list[dict]) -> list[dict]:
+    return [line for line in lines if line.get("logger") == "idp.access"]
+
+
+def test_one_json_access_line_per_request_with_the_echoed_request_id(client, person, log_lines):
+    ticket = ticket_from(cas_login(client, USER, PASSWORD))
+    r = client.get("/cas/serviceValidate", query_string={"service": USOSWEB, "ticket": ticket},
+                   headers={"X-Forwarded-For": "203.0.113.9"})
+    assert r.status_code == 200
+    rid = r.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", rid)
+    lines = log_lines()
+    mine = [line for line in access_lines(lines) if line["request_id"] == rid]
+    assert len(mine) == 1
+    line = mine[0]
+    assert line["method"] == "GET" and line["path"] == "/cas/serviceValidate"
+    assert line["endpoint"] == "cas.service_validate"
+    assert line["status"] == 200 and isinstance(line["duration_ms"], float)
+    assert line["client"] == "127.0.0.1"  # TRUSTED_PROXIES = 0: a forwarded address is not believed
+    assert line["level"] == "INFO" and line["time"]
+    everything = "\n".join(json.dumps(x, ensure_ascii=False) for x in lines)
+    # Never the query string (tickets), the form (passwords), the person's login or cookies.
+    assert "ticket=" not in everything and ticket not in everything
+    assert PASSWORD not in everything and "csrf_token" not in everything
+    assert USER not in everything and "session" not in everything.lower()
+
+
+def test_every_request_logs_one_line_and_ids_differ(client, log_lines):
+    ids = [client.get("/healthz").headers["X-Request-ID"] for _ in range(3)]
+    assert len(set(ids)) == 3
+    assert [line["request_id"] for line in access_lines(log_lines())] == ids
+
+
+def test_incoming_request_id_is_kept_when_it_is_a_plain_token(client, log_lines):
+    r = client.get("/healthz", headers={"X-Request-ID": "lb-7f3a.19_x-2"})
+    assert r.headers["X-Request-ID"] == "lb-7f3a.19_x-2"
+    assert access_lines(log_lines())[-1]["request_id"] == "lb-7f3a.19_x-2"
+
+
+@pytest.mark.parametrize("incoming", ["has space", "a" * 129, "quote\"d", "<script>", "ü"])
+def test_other_incoming_request_ids_are_replaced(client, incoming):
+    rid = client.get("/healthz", headers={"X-Request-ID": incoming}).headers["X-Request-ID"]
+    assert rid != incoming and re.fullmatch(r"[0-9a-f]{32}", rid)
+
+
+def test_records_logged_during_a_request_carry_its_id(app, client, caplog):
+    caplog.handler.addFilter(observability.RequestIdFilter())
+
+    @app.get("/_test/log")
+    def _log_something():
+        logging.getLogger("idp.test").warning("something happened")
+        return "ok"
+
+    with caplog.at_level(logging.INFO):
+        r = client.get("/_test/log", headers={"X-Request-ID": "req-42"})
+    assert r.headers["X-Request-ID"] == "req-42"
+    inside = [rec for rec in caplog.records if rec.name == "idp.test"]
+    assert inside and inside[0].request_id == "req-42"
+    access = [rec for rec in caplog.records if rec.name == "idp.access"]
+    assert access and access[-1].request_id == "req-42" and access[-1].path == "/_test/log"
+    outside = logging.LogRecord("idp.test", logging.INFO, __file__, 1, "no request", None, None)
+    observability.RequestIdFilter().filter(outside)
+    assert outside.request_id is None
+
+
+def test_audit_events_are_not_logged(client, person, caplog):
+    with caplog.at_level(logging.DEBUG):
+        cas_login(client, USER, "Zupełnie-Złe-Hasło-123")
+        cas_login(client, USER, PASSWORD)
+    assert not [rec for rec in caplog.records if rec.name == "idp.audit"]
+    text = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert "login.failed" not in text and "login.succeeded" not in text
+    assert "Zupełnie" not in text and PASSWORD not in text
+
+
+def test_text_format(client, log_lines):
+    observability.configure_logging("text")
+    try:
+        rid = client.get("/healthz").headers["X-Request-ID"]
+        last = log_lines("text")[-1]
+        assert f"[{rid}]" in last and '"GET /healthz" 200' in last and "idp.access" in last
+    finally:
+        observability.configure_logging("json")
+
+
+def test_unknown_log_format_stops_start_up(tmp_path, instance_dir, database_url):
+    with pytest.raises(ConfigError, match="LOG_FORMAT"):
+        create_app({"TESTING": True, "DATABASE_URL": database_url, "LOG_FORMAT": "xml", **CHEAP_ARGON2},
+                   instance=instance_dir)
