@@ -183,16 +183,18 @@ def stop_process_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def serve(instance: Path, env: dict[str, str], log: Path, *, workers: int = 2) -> tuple[subprocess.Popen, str, int]:
+def serve(instance: Path, env: dict[str, str], log: Path, *, workers: int = 2,
+          base_url: str | None = None) -> tuple[subprocess.Popen, str, int]:
     """Start `idp serve` for an instance on a free port of 127.0.0.1 and wait until it answers.
-    The caller stops it with stop_process_group."""
+    Its IDP_BASE_URL is its own address, or `base_url` (one node of several behind a load balancer,
+    test_multinode.py). The caller stops it with stop_process_group."""
     proc = None
     for _attempt in range(3):  # a free port can be taken between choosing and binding it
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         # gunicorn >= 25 opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl, else one shared
         # ~/.gunicorn/gunicorn.ctl that every other server on the machine would also take over.
-        serve_env = dict(env, IDP_BASE_URL=url, XDG_RUNTIME_DIR=str(instance))
+        serve_env = dict(env, IDP_BASE_URL=base_url or url, XDG_RUNTIME_DIR=str(instance))
         with log.open("w", encoding="utf-8") as fh:
             proc = subprocess.Popen(
                 [str(idp_executable()), "serve", "--host", "127.0.0.1", "--port", str(port),
