@@ -14,6 +14,8 @@ write every value to files.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 import os
 import re
 import threading
@@ -28,6 +30,8 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger("idp.metrics")
 
 LOGINS = Counter("idp_logins", "Password and upstream logins by outcome: success or the failure reason "
                  "(wrong_password, unknown_identifier, locked, ...).", ["outcome"])
@@ -61,6 +65,19 @@ def code(value: object) -> str:
     return text if _CODE.fullmatch(text) else "other"
 
 
+def _never_raises(fn):
+    """A metric that cannot be written (a full disk under the multiprocess folder ...) must not fail the
+    login or the request that bumps it."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            log.exception("metric %s not updated", fn.__name__)
+    return wrapper
+
+
+@_never_raises
 def audit_event(action: str, reason: str | None) -> None:
     """Called by idp.core.audit.record for every event; feeds the generic counter and the named ones."""
     action, reason = code(action), code(reason)
@@ -80,14 +97,17 @@ def audit_event(action: str, reason: str | None) -> None:
         CAS_VALIDATIONS.labels(outcome=reason or "unknown").inc()
 
 
+@_never_raises
 def token_issued(grant_type: str | None) -> None:
     TOKENS_ISSUED.labels(grant_type=code(grant_type) or "unknown").inc()
 
 
+@_never_raises
 def introspection(result: str) -> None:
     INTROSPECTIONS.labels(result=code(result)).inc()
 
 
+@_never_raises
 def http_request(endpoint: str | None, method: str, status: int, seconds: float) -> None:
     REQUEST_SECONDS.labels(endpoint=code(endpoint) or "none",
                            method=method if method in _METHODS else "other",

@@ -2,9 +2,9 @@
 latency metric, and the endpoints a load balancer and Prometheus call — /healthz, /readyz, /metrics.
 
 Logs are JSON lines by default (LOG_FORMAT = "json"; "text" for a terminal). An access line holds the
-method, the path WITHOUT its query string (CAS tickets and PGTs travel in queries), the Flask endpoint,
-the status, the duration and the client address as the app sees it (after ProxyFix), never a form, a
-cookie, a header value or a token. Audit events are not logged: they live in the database only
+method, the path WITHOUT its query string (CAS tickets and PGTs travel in queries; a route's variables are
+shown as its pattern), the Flask endpoint, the status, the duration and the client address as the app sees
+it (after ProxyFix), never a form, a cookie, a header value or a token. Audit events are not logged: they live in the database only
 (idp.core.audit, `idp audit export`).
 """
 from __future__ import annotations
@@ -90,6 +90,16 @@ def _start() -> None:
     request_id()
 
 
+def _logged_path() -> str:
+    """The path without its query string; a route with variables as its pattern (/federation/confirm/<token>,
+    /api/v1/people/<album>): a path segment may be a secret or an identifier too. Static files and paths no
+    route matched (404) as requested, cut at 512 characters."""
+    rule = request.url_rule
+    if rule is not None and request.view_args and request.endpoint != "static":
+        return rule.rule
+    return request.path[:512]
+
+
 def _finish(response: Response) -> Response:
     started = request.environ.get(_ENV_START)
     seconds = time.perf_counter() - started if started is not None else 0.0
@@ -97,7 +107,7 @@ def _finish(response: Response) -> Response:
     metrics.http_request(endpoint, request.method, response.status_code, seconds)
     rid = request_id()
     response.headers[REQUEST_ID_HEADER] = rid
-    path = request.path[:1024]
+    path = _logged_path()
     duration_ms = round(seconds * 1000, 1)
     log.info('%s "%s %s" %s %.1fms', request.remote_addr, request.method, path, response.status_code, duration_ms,
              extra={"request_id": rid, "method": request.method, "path": path, "endpoint": endpoint,

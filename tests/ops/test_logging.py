@@ -74,6 +74,19 @@ def test_every_request_logs_one_line_and_ids_differ(client, log_lines):
     assert [line["request_id"] for line in access_lines(log_lines())] == ids
 
 
+def test_route_variables_are_logged_as_the_pattern(app, client, log_lines):
+    @app.get("/_test/confirm/<token>")
+    def _confirm(token):
+        return "ok"
+
+    assert client.get("/_test/confirm/s3cr3t-link-value").status_code == 200
+    assert client.get("/static/no-such-file-x.css").status_code == 404
+    lines = access_lines(log_lines())
+    assert lines[-2]["path"] == "/_test/confirm/<token>" and lines[-2]["endpoint"] == "_confirm"
+    assert lines[-1]["path"] == "/static/no-such-file-x.css"
+    assert "s3cr3t" not in json.dumps(log_lines())
+
+
 def test_incoming_request_id_is_kept_when_it_is_a_plain_token(client, log_lines):
     r = client.get("/healthz", headers={"X-Request-ID": "lb-7f3a.19_x-2"})
     assert r.headers["X-Request-ID"] == "lb-7f3a.19_x-2"
