@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 
 from idp.account import bp
 from idp.account.forms import ActionForm, ChangeOwnPasswordForm
-from idp.core import accounts, audit, linking, sso
+from idp.core import accounts, audit, authn, linking, sso
 from idp.core.clock import utcnow
 from idp.core.policy import Rule
 from idp.extensions import db
@@ -31,12 +31,28 @@ def change_password():
     violations: list[str] = []
     failed_rules: set[str] | None = None  # codes of the rules the submitted password broke
     done = False
+    status = None
     if form.validate_on_submit():
-        if not accounts.verify_password(account, form.current_password.data):
-            audit.record("password.change.failed", account_id=account.id, reason="wrong_current_password",
-                         client_ip=client_ip())
-            form.current_password.errors = [_("The current password is not correct.")]
+        # The current password gets the login form's brute-force protection: a stolen session must not
+        # become a way to guess the password without delays or lockout.
+        right = False
+        if (wait := authflow.password_post_limited()) is not None:
+            form.current_password.errors = [authflow.wait_message(wait, rate_limited=True)]
+            status = 429
         else:
+            try:
+                right = authn.verify_known(account, form.current_password.data, policy, client_ip=client_ip())
+            except authn.Throttled as refused:
+                audit.record("password.change.failed", account_id=account.id, reason=refused.reason,
+                             client_ip=client_ip(), data={"retry_after": refused.retry_after})
+                form.current_password.errors = [authflow.wait_message(refused.retry_after)]
+                status = 429
+            else:
+                if not right:
+                    audit.record("password.change.failed", account_id=account.id, reason="wrong_current_password",
+                                 client_ip=client_ip())
+                    form.current_password.errors = [_("The current password is not correct.")]
+        if right:
             try:
                 accounts.set_password(account, form.new_password.data, policy, actor="self", forbid_current=True,
                                       keep_session=current)
@@ -48,7 +64,7 @@ def change_password():
     rules, checked = checklist(account, policy, failed_rules)
     return render_template("account/password.html", form=form, violations=violations, done=done, policy=policy,
                            account=account, rules=rules, rules_checked=checked,
-                           title=_("Change password")), 400 if failed else 200
+                           title=_("Change password")), status or (400 if failed else 200)
 
 
 def checklist(account: Account, policy, failed: set[str] | None) -> tuple[list[Rule], bool]:

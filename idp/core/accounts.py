@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from flask import current_app
 
-from idp.core import audit
+from idp.core import audit, throttle
 from idp.core.clock import utcnow
 from idp.core.errors import DomainError
 from idp.core.passwords import hasher
@@ -171,11 +171,15 @@ def set_password(account: Account, password: str, policy: Policy, *, temporary: 
     account.password_temporary = temporary
     account.password_changed_at = now
     account.updated_at = now
-    account.failed_logins, account.locked_until = 0, None  # a new password lifts a lockout
+    # A new password lifts a temporary lockout and ends the runs of wrong passwords and locks (guesses at
+    # the old password mean nothing now); a permanent lock stays until the helpdesk unlocks it.
+    account.failed_logins, account.locked_until, account.lockouts, account.last_failed_at = 0, None, 0, None
     audit.record("password.set", actor=actor, account_id=account.id, reason="temporary" if temporary else None,
                  now=now, commit=False)
     if in_same_transaction is not None:  # e.g. the reset link used up and the notice mail queued
         in_same_transaction(now)
+    if account.id is not None:  # after in_same_transaction: its checks run before anything is flushed
+        throttle.forget_account(account.id)
     db.session.commit()
     _trim_history(account)
     end_other_sessions(account, keep=keep_session, reason="password_changed", now=now)

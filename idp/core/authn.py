@@ -1,17 +1,28 @@
 """Authentication: who is this, given what they typed. Same answer and same cost for unknown accounts.
 
-Lockout: `[login] lockout_threshold` wrong passwords in a row lock password logins for `lockout_minutes`.
-Only someone who then types the *correct* password learns of the lock (reason "locked"); a wrong
-password on a locked account fails like any other ("locked_wrong_password" in the audit log only), so
-the lock reveals nothing about whether an account exists. Unknown identifiers never lock anything.
+Brute-force protection, as in Keycloak and Apereo CAS (docs/security.md "Brute-force protection"):
+
+- Before the password is checked, core/throttle.py may refuse the attempt outright — the account's (or
+  the typed identifier's) growing delay after `delay_after` wrong passwords in a row, or a blocked client
+  address. Refused attempts cost no argon2 verification and say only how long to wait (reason
+  "throttled" or "address_blocked", audited as `login.throttled`); unknown identifiers get exactly the
+  same delays as accounts.
+- Lockout: `[login] lockout_threshold` wrong passwords in a row lock password logins for
+  `lockout_minutes`; each further lock without a successful login in between lasts twice as long, up to
+  `lockout_max_minutes`; after `permanent_lockout_after` temporary locks in a row (when set) the next
+  one lasts until the helpdesk unlocks the account. A run whose last wrong password is older than
+  `failure_reset_hours` no longer counts. Only someone who then types the *correct* password learns of
+  the lock (reason "locked" or "locked_permanently"); a wrong password on a locked account fails like
+  any other ("locked_wrong_password" in the audit log only), so the lock reveals nothing about whether
+  an account exists. Unknown identifiers never lock anything.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
 
-from idp.core import audit, pesel
-from idp.core.accounts import find_by_identifier, has_left
+from idp.core import audit, pesel, throttle
+from idp.core.accounts import find_by_identifier, has_left, verify_password
 from idp.core.clock import utcnow
 from idp.core.passwords import hasher
 from idp.core.policy import Policy
@@ -20,7 +31,18 @@ from idp.models import Account, AuditEvent
 
 #: Failures that follow a *correct* password: the person may be told why (a "why" page), because only
 #: the owner of the password can see it. Every other failure shows the one generic message.
-AFTER_CORRECT_PASSWORD = frozenset({"locked", "account_left"})
+AFTER_CORRECT_PASSWORD = frozenset({"locked", "locked_permanently", "account_left"})
+#: Attempts refused before any password check; the person is told how long to wait (and nothing else).
+THROTTLED = frozenset({"throttled", "address_blocked"})
+
+
+class Throttled(Exception):
+    """A password check refused before it happened (see THROTTLED): wait `retry_after` seconds."""
+
+    def __init__(self, reason: str, retry_after: int):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -28,14 +50,21 @@ class AuthResult:
     account: Account | None
     #: None on success; otherwise a machine code for audit and helpdesk (never shown verbatim):
     #: unknown_identifier, no_password, wrong_password, locked_wrong_password (a wrong password while
-    #: locked), account_left and locked (both only after a correct password).
+    #: locked), account_left, locked and locked_permanently (only after a correct password), throttled and
+    #: address_blocked (refused before the password was checked).
     reason: str | None
     #: The audit event recorded for a failure (its reference code goes on a "why" page).
     event: AuditEvent | None = field(default=None, compare=False)
+    #: Seconds to wait before trying again (reasons in THROTTLED only).
+    retry_after: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.reason is None
+
+    @property
+    def throttled(self) -> bool:
+        return self.reason in THROTTLED
 
     @property
     def password_was_correct(self) -> bool:
@@ -51,42 +80,115 @@ def loggable_identifier(identifier: str) -> str:
 
 
 def is_locked(account: Account, now: dt.datetime) -> bool:
-    return account.locked_until is not None and account.locked_until > now
+    return bool(account.locked_permanently) or (account.locked_until is not None and account.locked_until > now)
+
+
+def lock_minutes(policy: Policy, lockouts: int) -> int:
+    """How long the lock after `lockouts` earlier locks in a row lasts: doubling, capped."""
+    rules = policy.data["login"]
+    return min(rules["lockout_minutes"] * 2 ** min(lockouts, 32), rules["lockout_max_minutes"])
 
 
 def count_wrong_password(account: Account, policy: Policy, now: dt.datetime, client_ip: str | None) -> None:
-    """One more wrong password in a row (at login, or proving the account for a link); at the threshold
-    the account locks. One UPDATE each, so nodes
-    answering at the same moment cannot lose a count."""
-    threshold = policy.data["login"]["lockout_threshold"]
-    db.session.execute(db.update(Account).where(Account.id == account.id)
-                       .values(failed_logins=Account.failed_logins + 1))
-    count = db.session.scalar(db.select(Account.failed_logins).where(Account.id == account.id))
+    """One more wrong password in a row (at login, proving the account for a link, changing the password);
+    at the threshold the account locks — for longer after each lock, for good after the policy's number
+    of them. One UPDATE each, so nodes answering at the same moment cannot lose a count. A run whose last
+    wrong password is `failure_reset_hours` old starts again."""
+    rules = policy.data["login"]
+    threshold = rules["lockout_threshold"]
+    stale = db.and_(Account.last_failed_at.is_not(None),
+                    Account.last_failed_at <= now - dt.timedelta(hours=rules["failure_reset_hours"]))
+    db.session.execute(db.update(Account).where(Account.id == account.id).values(
+        failed_logins=db.case((stale, 1), else_=Account.failed_logins + 1),
+        lockouts=db.case((stale, 0), else_=Account.lockouts),
+        last_failed_at=now))
+    count, lockouts = db.session.execute(db.select(Account.failed_logins, Account.lockouts)
+                                         .where(Account.id == account.id)).one()
     if threshold and count >= threshold:
-        until = now + dt.timedelta(minutes=policy.data["login"]["lockout_minutes"])
-        locked = db.session.execute(
-            db.update(Account).where(Account.id == account.id,
-                                     db.or_(Account.locked_until.is_(None), Account.locked_until <= now))
-            .values(locked_until=until)).rowcount
+        unlocked = (Account.id == account.id, Account.locked_permanently.is_(False),
+                    db.or_(Account.locked_until.is_(None), Account.locked_until <= now))
+        after = rules["permanent_lockout_after"]
+        if after and lockouts >= after:
+            locked = db.session.execute(db.update(Account).where(*unlocked).values(
+                locked_permanently=True, locked_until=None, lockouts=Account.lockouts + 1)).rowcount
+            data = {"failed_logins": count, "lockouts": lockouts + 1, "permanent": True}
+            reason = "too_many_lockouts"
+        else:
+            until = now + dt.timedelta(minutes=lock_minutes(policy, lockouts))
+            locked = db.session.execute(db.update(Account).where(*unlocked).values(
+                locked_until=until, lockouts=Account.lockouts + 1)).rowcount
+            data = {"failed_logins": count, "until": until.isoformat(timespec="seconds"), "lockouts": lockouts + 1}
+            reason = "too_many_wrong_passwords"
         if locked:  # not already locked by a parallel request
-            audit.record("account.locked", actor="idp", account_id=account.id, reason="too_many_wrong_passwords",
-                         client_ip=client_ip, now=now, commit=False,
-                         data={"failed_logins": count, "until": until.isoformat(timespec="seconds")})
-    db.session.expire(account, ["failed_logins", "locked_until"])
+            audit.record("account.locked", actor="idp", account_id=account.id, reason=reason,
+                         client_ip=client_ip, now=now, commit=False, data=data)
+    db.session.expire(account, ["failed_logins", "locked_until", "lockouts", "locked_permanently", "last_failed_at"])
+
+
+def _lock_ran_out(account: Account, policy: Policy, now: dt.datetime) -> None:
+    """A temporary lock that has run out starts a fresh run of attempts (the run of locks goes on until
+    a correct password, or until its last wrong password is `failure_reset_hours` old)."""
+    if account.locked_until is not None and not is_locked(account, now):
+        account.locked_until = None
+        account.failed_logins = 0
+    reset = dt.timedelta(hours=policy.data["login"]["failure_reset_hours"])
+    if (account.last_failed_at is not None and now - account.last_failed_at >= reset
+            and not is_locked(account, now) and (account.failed_logins or account.lockouts)):
+        account.failed_logins = account.lockouts = 0
+
+
+def _count_failure(policy: Policy, gate: throttle.Gate, now: dt.datetime, client_ip: str | None,
+                   account: Account | None) -> None:
+    """A wrong password for the throttle (delays, the address count); audits an address block."""
+    failure = throttle.failed(policy, gate, now)
+    if failure.address_blocked_until is not None:
+        audit.record("address.blocked", actor="idp", account_id=account.id if account else None,
+                     reason="too_many_wrong_passwords", client_ip=client_ip, now=now, commit=False,
+                     data={"until": failure.address_blocked_until.isoformat(timespec="seconds"),
+                           "failures": policy.data["login"]["address_failures"]})
+
+
+def verify_known(account: Account, password: str, policy: Policy, *, client_ip: str | None,
+                 now: dt.datetime | None = None) -> bool:
+    """The password of an account already known to the page (the link proof, the password change): the
+    same throttle as the login form — raises Throttled before checking — and a wrong password counts
+    towards the account's delays, its lockout (unless already locked) and the address block. The caller
+    audits its own outcome and commits."""
+    now = now or utcnow()
+    gate = throttle.check(policy, subject=throttle.subject(account.id), client_ip=client_ip, now=now)
+    if gate.refusal is not None:
+        raise Throttled(gate.refusal.reason, gate.refusal.seconds(now))
+    if verify_password(account, password):
+        throttle.succeeded(gate)
+        return True
+    _lock_ran_out(account, policy, now)
+    if not is_locked(account, now):
+        count_wrong_password(account, policy, now, client_ip)
+    _count_failure(policy, gate, now, client_ip, account)
+    return False
 
 
 def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: str | None,
                  service: str | None = None, now: dt.datetime | None = None) -> AuthResult:
     """Check credentials. Every failure is audited with its reason; callers show one message for all
-    but those in AFTER_CORRECT_PASSWORD."""
+    but those in AFTER_CORRECT_PASSWORD (a "why" page) and THROTTLED (how long to wait)."""
     now = now or utcnow()
     account = find_by_identifier(identifier, policy)
+    who = {"identifier": loggable_identifier(identifier), "service": service} if account is None else {"service": service}
+    gate = throttle.check(policy, subject=throttle.subject(account.id if account else None, identifier),
+                          client_ip=client_ip, now=now)
+    if gate.refusal is not None:  # no password check at all: the same for every identifier
+        wait = gate.refusal.seconds(now)
+        event = audit.record("login.throttled", account_id=account.id if account else None,
+                             reason=gate.refusal.reason, client_ip=client_ip, now=now, commit=False,
+                             data={**who, "retry_after": wait})
+        db.session.commit()
+        return AuthResult(account, gate.refusal.reason, event, retry_after=wait)
     pw = hasher()
     # Always one argon2 verification, whether or not the account exists, has a password or is locked.
     matches = pw.verify(account.password_hash if account else None, password)
-    if account is not None and account.locked_until is not None and not is_locked(account, now):
-        account.locked_until = None  # the lock has run out: a fresh run of attempts
-        account.failed_logins = 0
+    if account is not None:
+        _lock_ran_out(account, policy, now)
     reason = None
     if account is None:
         reason = "unknown_identifier"
@@ -101,15 +203,19 @@ def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: s
     else:
         if has_left(account, policy, now):
             reason = "account_left"
+        elif account.locked_permanently:
+            reason = "locked_permanently"  # until the helpdesk unlocks it
         elif is_locked(account, now):
             reason = "locked"  # the lock holds until it runs out (or a password reset lifts it)
-        if account.failed_logins and not is_locked(account, now):
-            account.failed_logins = 0  # the right password: the run of wrong ones is over
+        if not is_locked(account, now) and (account.failed_logins or account.lockouts):
+            account.failed_logins = account.lockouts = 0  # the right password: the runs are over
+    if reason in AFTER_CORRECT_PASSWORD or reason is None:
+        throttle.succeeded(gate)  # the owner: no more delays
+    else:
+        _count_failure(policy, gate, now, client_ip, account)
     if reason:
         event = audit.record("login.failed", account_id=account.id if account else None, reason=reason,
-                             client_ip=client_ip, now=now, commit=False,
-                             data={"identifier": loggable_identifier(identifier), "service": service} if account is None
-                             else {"service": service})
+                             client_ip=client_ip, now=now, commit=False, data=who)
         db.session.commit()
         return AuthResult(account, reason, event)
     if pw.needs_rehash(account.password_hash):

@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from idp.core import accounts, audit, authn, linking, mfa, pesel, provisioning, recovery, sso, staff
+from idp.core import accounts, audit, authn, linking, mfa, pesel, provisioning, recovery, sso, staff, throttle
 from idp.core.clock import utcnow
 from idp.core.errors import DomainError
 from idp.core.policy import Policy
@@ -121,6 +121,12 @@ class PersonOverview:
     failed_streak: int
     #: The account's identifiers, e-mail addresses a reset link may go to.
     addresses: list[str] = field(default_factory=list)
+    #: Locked until the helpdesk unlocks it (policy permanent_lockout_after); locked_until is None then.
+    locked_permanently: bool = False
+    #: Temporary locks in a row without a successful login in between (each lasts twice the one before).
+    lockouts: int = 0
+    #: The growing delay after wrong passwords: the next attempt is refused until then (None: no delay).
+    delayed_until: dt.datetime | None = None
 
 
 # --- shared ---------------------------------------------------------------------------------------------
@@ -289,7 +295,9 @@ def overview(account: Account, policy: Policy, now: dt.datetime | None = None) -
         last_import=last_import, entitlements=entitlements, identities=linking.identities_of(account),
         pending=pending,
         sessions=[(s, sso.participants(s)) for s in sso.sessions_of(account, policy, now)],
-        events=events, failed_streak=account.failed_logins or 0, addresses=reset_addresses(account))
+        events=events, failed_streak=account.failed_logins or 0, addresses=reset_addresses(account),
+        locked_permanently=bool(account.locked_permanently), lockouts=account.lockouts or 0,
+        delayed_until=throttle.account_delay(account.id, now))
 
 
 def reset_addresses(account: Account) -> list[str]:
@@ -350,17 +358,25 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 
 def unlock(account: Account, *, actor: Actor, reason: str, now: dt.datetime | None = None) -> None:
-    """Lift a lockout: failed_logins=0, locked_until=None. Refused (not_locked) when the account is
-    neither locked nor has wrong passwords counted."""
+    """Lift a lockout — temporary or permanent — and forget the wrong passwords behind it: the run of
+    wrong passwords, the run of locks and the account's growing delay. Refused (not_locked) when there
+    is none of these."""
     why = _why(reason)
     may_act_on(account, actor)
     now = now or utcnow()
-    if not authn.is_locked(account, now) and not account.failed_logins:
+    delayed = throttle.account_delay(account.id, now)
+    if not authn.is_locked(account, now) and not account.failed_logins and not account.lockouts and delayed is None:
         raise Refused(str(_l("This account is not locked.")), "not_locked")
-    before = {"locked_until": _iso(account.locked_until), "failed_logins": account.failed_logins or 0}
-    account.failed_logins, account.locked_until = 0, None
+    before = {"locked_until": _iso(account.locked_until), "failed_logins": account.failed_logins or 0,
+              "lockouts": account.lockouts or 0, "locked_permanently": bool(account.locked_permanently)}
+    if delayed is not None:
+        before["delayed_until"] = _iso(delayed)
+    account.failed_logins, account.locked_until, account.lockouts = 0, None, 0
+    account.locked_permanently, account.last_failed_at = False, None
     account.updated_at = now
-    _record("unlock", account.id, actor, why, before, {"locked_until": None, "failed_logins": 0}, now)
+    throttle.forget_account(account.id)
+    _record("unlock", account.id, actor, why, before,
+            {"locked_until": None, "failed_logins": 0, "lockouts": 0, "locked_permanently": False}, now)
     db.session.commit()
 
 

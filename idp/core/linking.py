@@ -170,14 +170,21 @@ def link(account: Account, provider: str, subject: str, email: str | None, *, li
 def prove_with_password(pending: PendingLink, password: str, policy: Policy, *, client_ip: str | None,
                         now: dt.datetime | None = None) -> UpstreamIdentity | None:
     """The person typed the existing account's password on the "already exists" page. None: wrong — it
-    counts towards the account's lockout like a wrong login, and after MAX_PROOF_ATTEMPTS the page takes
-    no more (the mailed link still works). Callers refuse a locked account before asking."""
+    counts towards the account's delays and lockout like a wrong login, and after MAX_PROOF_ATTEMPTS the
+    page takes no more (the mailed link still works). Raises authn.Throttled (audited) while the account
+    or the client address must wait, without checking. Callers refuse a locked account before asking."""
     now = now or utcnow()
     account = db.session.get(Account, pending.account_id)
-    if accounts.verify_password(account, password):
+    try:
+        right = authn.verify_known(account, password, policy, client_ip=client_ip, now=now)
+    except authn.Throttled as refused:
+        audit.record("upstream.link.failed", account_id=account.id, reason=refused.reason, client_ip=client_ip,
+                     now=now, data={"provider": pending.provider, "pending": pending.id,
+                                    "retry_after": refused.retry_after})
+        raise
+    if right:
         return link(account, pending.provider, pending.subject, pending.email, linked_by="password",
                     client_ip=client_ip, now=now)
-    authn.count_wrong_password(account, policy, now, client_ip)
     audit.record("upstream.link.failed", account_id=account.id, reason="wrong_password", client_ip=client_ip,
                  now=now, data={"provider": pending.provider, "pending": pending.id})
     return None

@@ -5,6 +5,7 @@ merged key by key over `policies/default.toml`, so it carries only what its manu
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 import tomllib
@@ -44,6 +45,17 @@ SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "default_language": (_STR, lambda v: _one_of(v, ("pl", "en"))),
         "lockout_threshold": (_INT, lambda v: _range(v, 0, 1000)),
         "lockout_minutes": (_INT, lambda v: _range(v, 1, 7 * 24 * 60)),
+        "lockout_max_minutes": (_INT, lambda v: _range(v, 1, 30 * 24 * 60)),
+        "permanent_lockout_after": (_INT, lambda v: _range(v, 0, 100)),
+        "failure_reset_hours": (_INT, lambda v: _range(v, 1, 30 * 24)),
+        "delay_after": (_INT, lambda v: _range(v, 0, 1000)),
+        "delay_seconds": (_INT, lambda v: _range(v, 1, 3600)),
+        "delay_max_seconds": (_INT, lambda v: _range(v, 1, 3600)),
+        "address_failures": (_INT, lambda v: _range(v, 0, 1_000_000)),
+        "address_window_minutes": (_INT, lambda v: _range(v, 1, 24 * 60)),
+        "address_block_minutes": (_INT, lambda v: _range(v, 1, 24 * 60)),
+        "exempt_networks": (_LIST_STR, lambda v: [_network(x) for x in v] and None),
+        "address_rate_limit": (_STR, lambda v: _rate_limit(v)),
     },
     "session": {
         "idle_minutes": (_INT, lambda v: _range(v, 1, 24 * 60)),
@@ -123,6 +135,27 @@ def _range(value: int, low: int, high: int) -> str | None:
 def _hhmm(value: str) -> None:
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
         raise ValueError(f"{value!r} is not a time HH:MM")
+
+
+def _network(value: str) -> None:
+    """A CIDR block (192.0.2.0/24, 2001:db8::/48) or a single address; host bits must be zero."""
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a network in CIDR notation ({exc})") from None
+
+
+def _rate_limit(value: str) -> str | None:
+    """A Flask-Limiter rate string ("600/minute", "10 per second;1000/hour"), or empty for none."""
+    if not value.strip():
+        return None
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        return f"must be a rate limit such as \"600/minute\" (or empty for none), got {value!r}"
+    return None
 
 
 def _contact(entry: dict) -> None:
@@ -243,6 +276,10 @@ def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise PolicyError(f"{DEFAULT_POLICY}: missing key(s) {', '.join(section + '.' + k for k in missing)}")
     if merged["password"]["min_length"] > merged["password"]["max_length"]:
         raise PolicyError(f"{path}: password.min_length is greater than password.max_length")
+    login = merged["login"]
+    for low, high in (("lockout_minutes", "lockout_max_minutes"), ("delay_seconds", "delay_max_seconds")):
+        if login[low] > login[high]:
+            raise PolicyError(f"{path}: login.{low} is greater than login.{high}")
     return Policy(path=path, data=merged)
 
 

@@ -153,7 +153,7 @@ def link():
     account = db.session.get(Account, pending.account_id)
     by_password = LinkByPasswordForm(prefix="pw")
     by_mail = LinkByMailForm(prefix="mail")
-    error = None
+    error, status = None, None
     left = linking.proof_attempts_left(pending)
     if by_password.submit.data and by_password.validate_on_submit():
         if authn.is_locked(account, utcnow()):
@@ -161,24 +161,29 @@ def link():
                       "instead.")
         elif left <= 0:
             error = _("Too many wrong passwords. Use the confirmation link instead.")
+        elif (wait := authflow.password_post_limited()) is not None:
+            error, status = authflow.wait_message(wait, rate_limited=True), 429
         else:
             try:
                 proved = linking.prove_with_password(pending, by_password.password.data, _policy(),
                                                     client_ip=client_ip())
             except linking.LinkError:
                 return _taken(pending)
+            except authn.Throttled as refused:
+                proved, error, status = None, authflow.wait_message(refused.retry_after), 429
             if proved:
                 session.pop(_LINK, None)
                 flow = session.pop(_FLOW, None) or {}
                 return _log_in(account, method=pending.provider,
                                resume=flow.get("resume") or url_for("cas.login"))
-            left = linking.proof_attempts_left(pending)
-            error = _("This is not the password of that account.")
+            if error is None:
+                left = linking.proof_attempts_left(pending)
+                error = _("This is not the password of that account.")
     elif by_mail.send.data and by_mail.validate_on_submit():
         masked = linking.send_confirmation(pending, _policy(), lang=_lang(), client_ip=client_ip())
         return render_template("federation/sent.html", masked=masked, provider=linking.label(pending.provider),
                                policy=_policy())
-    status = 400 if error or (request.method == "POST") else 409
+    status = status or (400 if error or (request.method == "POST") else 409)
     return render_template("federation/exists.html", pending=pending, provider=linking.label(pending.provider),
                            by_password=by_password, by_mail=by_mail, error=error, attempts_left=left,
                            policy=_policy(), masked=[mail.mask(a) for a in linking.confirmation_addresses(account)]), status

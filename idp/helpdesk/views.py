@@ -288,7 +288,8 @@ def unlock(album: str):
     return _act(account, form, perform, lambda _r: _("The account was unlocked."),
                 title=_("Unlock the account"),
                 intro=_("Wrong passwords are forgotten and the person can log in again at once."),
-                submit=_("Unlock"), locked_until=account.locked_until, failed=account.failed_logins)
+                submit=_("Unlock"), locked_until=account.locked_until, failed=account.failed_logins,
+                permanent=account.locked_permanently)
 
 
 @bp.route("/people/<album>/second-factor/reset", methods=["GET", "POST"])

@@ -6,11 +6,14 @@ at the end (authentik's "shared flow, protocol-specific last step").
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import math
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
-from flask import current_app, redirect, render_template, session, url_for
+from flask import abort, current_app, redirect, render_template, session, url_for
 from flask_babel import format_datetime, format_time, get_locale, to_user_timezone
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -18,11 +21,14 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
-from idp.core import accounts, audit, authn, provisioning, sso
+from idp.core import accounts, audit, authn, provisioning, sso, throttle
 from idp.core.authn import AuthResult
 from idp.core.clock import utcnow
+from idp.extensions import limiter
 from idp.http.security import client_ip
 from idp.models import Account, SsoSession
+
+log = logging.getLogger("idp.login")
 
 #: Longest password accepted at login: longer input is refused before hashing.
 MAX_PASSWORD = 1024
@@ -61,18 +67,82 @@ def render_login(form: LoginForm, *, service_name: str | None, error: str | None
 
 
 def check_credentials(form: LoginForm, service: str | None) -> AuthResult:
-    return authn.authenticate(form.username.data or "", form.password.data or "", policy(),
-                              client_ip=client_ip(), service=service)
+    """Check the login form. An attempt the brute-force protection refuses (the endpoint rate limit, a
+    delay, a blocked address) never comes back: it ends the request with the form again — username kept —
+    HTTP 429 and how long to wait (werkzeug's abort with a response), so every protocol's login view gets
+    it without handling it."""
+    wait = password_post_limited()
+    if wait is not None:
+        message = wait_message(wait, rate_limited=True)
+    else:
+        result = authn.authenticate(form.username.data or "", form.password.data or "", policy(),
+                                    client_ip=client_ip(), service=service)
+        if not result.throttled:
+            return result
+        wait = result.retry_after or 1
+        message = wait_message(wait)
+    form.password.data = ""
+    page, status = render_login(form, service_name=service, error=message, status=429)
+    response = current_app.make_response((page, status))
+    response.headers["Retry-After"] = str(wait)
+    abort(response)
+
+
+def wait_message(seconds: int, *, rate_limited: bool = False) -> str:
+    """"Too many failed attempts. Try again in 8 s." — minutes from two minutes on. `rate_limited`: the
+    address's endpoint rate limit, which counts every attempt, not only failed ones."""
+    minutes = math.ceil(seconds / 60)
+    if rate_limited:
+        if seconds < 120:
+            return _("Too many login attempts from your network. Try again in %(num)s s.", num=seconds)
+        return _("Too many login attempts from your network. Try again in %(num)s min.", num=minutes)
+    if seconds < 120:
+        return _("Too many failed attempts. Try again in %(num)s s.", num=seconds)
+    return _("Too many failed attempts. Try again in %(num)s min.", num=minutes)
+
+
+# --- the endpoint rate limit on password posts (policy [login] address_rate_limit) ----------------------
+#
+# Counted in Flask-Limiter's storage (Redis when configured, else memory:// per worker process) under its
+# key prefix, but called here rather than as a view decorator: only posts that reach a password check
+# count, exempt networks are honoured, the refusal is the login form in the person's language, and no
+# X-RateLimit/Retry-After headers land on ordinary answers (Flask-Limiter adds them to every response of
+# a decorated view, redirects included).
+
+@lru_cache(maxsize=8)
+def _rate_items(text: str) -> tuple:
+    from limits import parse_many
+
+    return tuple(parse_many(text)) if text.strip() else ()
+
+
+def password_post_limited() -> int | None:
+    """Count one posted password for the client address's endpoint rate limit (every page that checks a
+    password calls this first). None: go on; else the seconds until the limit lets it through."""
+    items = _rate_items(policy().data["login"]["address_rate_limit"])
+    if not items or throttle.exempt(policy(), client_ip()):
+        return None
+    ids = (current_app.config.get("RATELIMIT_KEY_PREFIX") or "", "login-password",
+           throttle.address_key(client_ip()) or "unknown")
+    for item in items:
+        if not limiter.limiter.hit(item, *ids):
+            reset = limiter.limiter.get_window_stats(item, *ids).reset_time
+            wait = max(1, math.ceil(reset - time.time()))
+            log.info("login rate limit %s reached for %s (wait %s s)", item, client_ip(), wait)
+            return wait
+    return None
 
 
 def render_blocked(reason: str, account: Account, event, *, retry_url: str):
     """Why a verified person (a correct password, or an upstream provider and its link) is not let in —
-    locked, left the university: what it means, what to do, whom to ask, and the reference code of the
+    locked (until when, or until the helpdesk unlocks it), left the university: what it means, what to do, whom to ask, and the reference code of the
     refused login. Never shown after a wrong password (core/authn.py AFTER_CORRECT_PASSWORD)."""
     now = utcnow()
     context = {"kind": reason, "account": account, "policy": policy(), "ref": audit.reference(event),
                "retry_url": retry_url}
-    if reason == "locked":
+    if reason == "locked_permanently":
+        context.update(title=_("Your account is locked"))
+    elif reason == "locked":
         until = account.locked_until
         same_day = to_user_timezone(until).date() == to_user_timezone(now).date()
         context.update(title=_("Your account is locked"),

@@ -16,8 +16,9 @@ from idp.models.staff import (
            WebAuthnCredential,
 )
 from idp.models.sync import ImportRun
+from idp.models.throttle import ThrottleCounter
 
 __all__ = ["Account", "Identifier", "PasswordHistory", "AuditEvent", "Service", "SsoSession", "Ticket", "SessionParticipant",
            "ImportRun", "AuthorizationCode", "OAuthToken", "Consent", "OutboxMessage", "ResetRequest",
            "UpstreamIdentity", "PendingLink", "StaffRole", "TotpSecret", "RecoveryCode", "WebAuthnCredential",
-           "AssistedRecovery", "ApiToken"]
+           "AssistedRecovery", "ApiToken", "ThrottleCounter"]

@@ -39,6 +39,12 @@ class Account(db.Model):
     failed_logins: Mapped[int] = mapped_column(default=0)
     #: Password logins are refused until then (a wrong password never says so: see core/authn.py).
     locked_until: Mapped[dt.datetime | None]
+    #: Temporary locks in a row without a successful login in between: each lasts twice the one before.
+    lockouts: Mapped[int] = mapped_column(default=0)
+    #: Locked until the helpdesk unlocks it (policy `permanent_lockout_after`); locked_until is None then.
+    locked_permanently: Mapped[bool] = mapped_column(default=False)
+    #: The last counted wrong password: a run older than `failure_reset_hours` no longer counts.
+    last_failed_at: Mapped[dt.datetime | None]
     #: When an SIS import last changed the person (ImportRun.started_at of that run); None: never imported.
     imported_at: Mapped[dt.datetime | None]
     #: Merged by the helpdesk into this account (the survivor); a merged account no longer logs in.

@@ -72,6 +72,7 @@ def test_link_after_password_proof_logs_in_and_returns_to_the_service(client, up
     assert (link.account_id, link.provider, link.linked_by, link.email) == (account.id, "mail", "password", LUKASZ)
 
 
+@pytest.mark.policy(login__delay_after=0)  # five at one moment: the growing delays would refuse some
 def test_wrong_password_links_nothing_and_the_form_stops_after_five(client, upstream):
     create_account()
     page = _exists_page(client, upstream)

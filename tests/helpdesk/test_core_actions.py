@@ -214,6 +214,7 @@ def test_a_temporary_password_also_lifts_a_lockout(app, person, actor):
 
 # --- unlock --------------------------------------------------------------------------------------------
 
+@pytest.mark.policy(login__delay_after=0)  # the lockout at one moment, without the delays before it
 def test_unlock_lifts_a_lockout(app, person, actor):
     for _ in range(policy(app).data["login"]["lockout_threshold"]):
         authn.authenticate(USER, "wrong", policy(app), client_ip=None)
@@ -224,8 +225,10 @@ def test_unlock_lifts_a_lockout(app, person, actor):
     [event] = helpdesk_events()
     assert event.action == "helpdesk.unlock" and event.data["why"] == WHY
     assert event.data["before"] == {"locked_until": until.isoformat(timespec="seconds"),
-                                    "failed_logins": policy(app).data["login"]["lockout_threshold"]}
-    assert event.data["after"] == {"locked_until": None, "failed_logins": 0}
+                                    "failed_logins": policy(app).data["login"]["lockout_threshold"],
+                                    "lockouts": 1, "locked_permanently": False}
+    assert event.data["after"] == {"locked_until": None, "failed_logins": 0, "lockouts": 0,
+                                   "locked_permanently": False}
 
 
 def test_unlock_clears_a_run_of_wrong_passwords_below_the_threshold(app, person, actor):

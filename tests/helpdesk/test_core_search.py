@@ -154,6 +154,7 @@ def test_overview_of_an_active_person(app, person):
     assert (view.identities, view.pending, view.sessions, view.last_import) == ([], [], [], None)
 
 
+@pytest.mark.policy(login__delay_after=0)  # the lockout at one moment, without the delays before it
 def test_overview_status_locked_temporary_and_leaving(app, clock):
     account = create_account("55555", temporary=True, university_email="t@uni.example.edu.pl", private_email=None,
                              aliases=())

@@ -24,6 +24,10 @@ WRONG = "Not-The-Password-123"
 #: 13:20 UTC in January is 14:20 in Warsaw (CET): a 15-minute lock runs until 14:35 local time.
 WINTER_AFTERNOON = dt.datetime(2026, 1, 15, 13, 20)
 
+#: The lockout alone: the growing delays before it (which would refuse attempts made at one frozen moment)
+#: have their own tests in test_throttle.py.
+pytestmark = pytest.mark.policy(login__delay_after=0)
+
 
 @pytest.fixture
 def client(client):
@@ -88,7 +92,7 @@ def test_the_threshold_of_wrong_passwords_in_a_row_locks(client, person, afterno
     assert account.locked_until == WINTER_AFTERNOON + dt.timedelta(minutes=15)
     [locked] = events("account.locked")
     assert locked.account_id == person.id and locked.reason == "too_many_wrong_passwords"
-    assert locked.data == {"failed_logins": 3, "until": "2026-01-15T13:35:00"}
+    assert locked.data == {"failed_logins": 3, "until": "2026-01-15T13:35:00", "lockouts": 1}
 
 
 def test_the_default_policy_locks_after_ten(client, person, afternoon):
@@ -171,7 +175,8 @@ def test_after_the_lock_runs_out_the_count_starts_again(client, person, afternoo
     wrong(client)  # one wrong password after the lock ran out does not lock again at once
     assert fresh(person).failed_logins == 1 and fresh(person).locked_until is None
     wrong(client, 2)
-    assert fresh(person).locked_until == afternoon.now + dt.timedelta(minutes=15)
+    # the second lock without a successful login in between lasts twice as long
+    assert fresh(person).locked_until == afternoon.now + dt.timedelta(minutes=30)
 
 
 @pytest.mark.policy(login__lockout_threshold=3)

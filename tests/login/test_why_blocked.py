@@ -137,7 +137,7 @@ def test_left_and_locked_says_left(client, person, now):
 
 # --- locked (the lockout itself: tests/login/test_lockout.py) ------------------------------------------------
 
-@pytest.mark.policy(login__lockout_threshold=3, help__contacts=HELP)
+@pytest.mark.policy(login__lockout_threshold=3, login__delay_after=0, help__contacts=HELP)
 def test_locked_is_told_only_to_the_correct_password(client, person, now):
     for _ in range(3):
         cas_login(client, USER, WRONG)
@@ -151,7 +151,7 @@ def test_locked_is_told_only_to_the_correct_password(client, person, now):
     assert ref_event(r).reason == "locked"
 
 
-@pytest.mark.policy(login__lockout_threshold=3)
+@pytest.mark.policy(login__lockout_threshold=3, login__delay_after=0)
 def test_oidc_authorize_then_locked_person_with_the_correct_password_sees_the_locked_page(app, client, person,
                                                                                           now):
     registry.replace_all([dict(s) for s in SERVICES] + [dict(c) for c in CLIENTS])
