@@ -6,6 +6,7 @@ import json
 import re
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -43,14 +44,16 @@ def test_served_metrics_sum_both_workers(tmp_path):
         run_idp(["init"], env)
         proc, url, _port = serve(instance, env, log, workers=2)
         try:
-            # Probe until both workers have answered some (the kernel picks which worker accepts).
+            # Probe in bursts until both workers have answered some (the kernel picks which worker accepts;
+            # a burst keeps one busy while the other takes the next connection).
             probes = 0
             deadline = time.monotonic() + 60
-            while len(worker_pids(tmpdir)) < 2 or probes < 10:
-                assert time.monotonic() < deadline, f"one worker answered all {probes} probes"
-                status, body, headers = get(f"{url}/healthz?ticket=ST-1-secretvalue")
-                assert status == 200 and json.loads(body) == {"status": "ok"}
-                probes += 1
+            with ThreadPoolExecutor(4) as pool:
+                while len(worker_pids(tmpdir)) < 2 or probes < 12:
+                    assert time.monotonic() < deadline, f"one worker answered all {probes} probes"
+                    for status, body, _headers in pool.map(get, [f"{url}/healthz?ticket=ST-1-secretvalue"] * 4):
+                        assert status == 200 and json.loads(body) == {"status": "ok"}
+                    probes += 4
             assert len(worker_pids(tmpdir)) == 2
             # Whichever worker answers the scrape, it reports every worker's probes.
             for _ in range(6):
