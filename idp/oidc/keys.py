@@ -171,6 +171,24 @@ def _parse(entry: Any, n: int) -> _Record:
     return _Record(KeyInfo(kid, alg, status, created, retire), key)
 
 
+#: Public JWK of each loaded record (serialising an RSA key's modulus costs tens of microseconds, and the
+#: JWKS endpoint is asked on every relying party's start and key refresh). Records are immutable and a
+#: changed file makes new ones; an entry keeps its record alive, so its id cannot be reused meanwhile.
+_PUBLIC: dict[int, tuple[_Record, dict[str, Any]]] = {}
+
+
+def _public_jwk(record: _Record) -> dict[str, Any]:
+    entry = _PUBLIC.get(id(record))
+    if entry is not None and entry[0] is record:
+        return entry[1]
+    if len(_PUBLIC) > 64:  # records of files that have changed since
+        _PUBLIC.clear()
+    jwk = {k: v for k, v in record.key.as_dict(private=False).items() if k not in PRIVATE_FIELDS}
+    jwk = {**jwk, "kid": record.info.kid, "alg": record.info.alg, "use": "sig"}
+    _PUBLIC[id(record)] = (record, jwk)
+    return jwk
+
+
 class KeyStore:
     """The signing keys of one instance. Cheap to build; every method re-reads the file when it has changed
     on disk, so a running server follows an `idp keys rotate` without a restart."""
@@ -337,11 +355,7 @@ class KeyStore:
 
     def public_jwks(self, now: datetime) -> dict[str, list[dict[str, Any]]]:
         """The JWKS document: public halves of the active and still-retiring keys."""
-        out = []
-        for r in self._published(now):
-            jwk = {k: v for k, v in r.key.as_dict(private=False).items() if k not in PRIVATE_FIELDS}
-            out.append({**jwk, "kid": r.info.kid, "alg": r.info.alg, "use": "sig"})
-        return {"keys": out}
+        return {"keys": [dict(_public_jwk(r)) for r in self._published(now)]}
 
     def verify(self, token: str, now: datetime, *, claims_options: dict[str, Any] | None = None) -> dict[str, Any]:
         """The claims of a JWT signed by one of our published keys.

@@ -38,8 +38,11 @@ def digest(value: str) -> str:
 
 
 def keystore() -> KeyStore:
-    """The instance's signing keys; created on first use if `idp init` has not made them yet."""
-    store = KeyStore(Path(current_app.instance_path))
+    """The instance's signing keys; created on first use if `idp init` has not made them yet. One KeyStore
+    per app (building one resolves the folder's path on disk); it re-reads the file whenever it changes."""
+    store = current_app.extensions.get("idp.oidc.keystore")
+    if store is None:
+        store = current_app.extensions["idp.oidc.keystore"] = KeyStore(Path(current_app.instance_path))
     if not store.path.exists():  # ensure() re-reads the file; only needed the first time
         store.ensure(utcnow())
     return store
