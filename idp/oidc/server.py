@@ -124,7 +124,11 @@ def query_client(client_id: str | None) -> Client | None:
 # --- tokens ---------------------------------------------------------------------------------------------
 
 def save_token(token: dict, request) -> None:
-    """Store an issued token pair by digest, in the family and SSO session it descends from."""
+    """Store an issued token pair by digest, in the family and SSO session it descends from.
+
+    Flushed, not committed: the token endpoint commits once the response (with its ID token) is built, so
+    the rows the ID token is made from are not expired and read again, and a failed commit answers 500
+    instead of handing out tokens that were never stored."""
     cfg = current_app.config
     now = utcnow()
     code: AuthorizationCode | None = getattr(request, "authorization_code", None)
@@ -158,7 +162,7 @@ def save_token(token: dict, request) -> None:
         db.session.add(OAuthToken(**common, access_token_hash=digest(token["access_token"]),
                                   refresh_token_hash=digest(refresh) if refresh else None, scope=scope,
                                   access_expires_at=access_expires, refresh_expires_at=refresh_expires))
-    db.session.commit()
+    db.session.flush()
     metrics.token_issued(request.payload.grant_type if request.payload else None)
 
 
@@ -174,7 +178,10 @@ def session_alive(session_id: str | None, now: dt.datetime) -> bool:
     """Tokens issued within an SSO session live only as long as it does (logout ends both)."""
     if session_id is None:
         return True
-    session = db.session.get(SsoSession, session_id)
+    return _alive(db.session.get(SsoSession, session_id), now)
+
+
+def _alive(session: SsoSession | None, now: dt.datetime) -> bool:
     return session is not None and session.ended_at is None and session.expires_at > now
 
 
@@ -248,9 +255,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             audit.record("oidc.code.replayed", actor=client.name, account_id=row.account_id, reason="code_reuse",
                          data={"client_id": client.get_client_id(), "revoked_families": len(families)})
             return None
-        if row.expires_at <= now or not session_alive(row.session_id, now):
+        # The commit expired the row: reading expires_at reloads it (used_at included). The session is kept
+        # on the request: the identity map holds objects weakly, and save_token and the ID token's sid
+        # would read it again.
+        session = db.session.get(SsoSession, row.session_id) if row.session_id else None
+        self.request.code_session = session
+        if row.expires_at <= now or (row.session_id is not None and not _alive(session, now)):
             return None
-        db.session.refresh(row)
         return row
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:

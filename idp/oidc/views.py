@@ -233,7 +233,9 @@ def authorize():
 @bp.route("/oidc/token", methods=["POST"])
 @csrf.exempt
 def token():
-    return authorization_server().create_token_response()
+    response = authorization_server().create_token_response()
+    db.session.commit()  # the tokens save_token stored (one commit, after the ID token is signed)
+    return response
 
 
 def _bearer_error(status: int, error: str | None = None, description: str | None = None):
