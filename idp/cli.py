@@ -58,6 +58,11 @@ class Context:
             from idp import create_app
 
             self._app = create_app(instance=self.instance)
+            from idp.http.observability import configure_logging
+
+            # A person reads a command's warnings: text lines. (`idp serve` workers build their own app,
+            # which logs JSON as configured.)
+            configure_logging("text")
             # The command's own output is the report; library chatter stays out unless asked for.
             for name in ("idp", "alembic"):
                 logging.getLogger(name).setLevel(os.environ.get("IDP_CLI_LOG_LEVEL", "WARNING"))
