@@ -7,18 +7,32 @@ account and sends a reset link to the address the student asked for; the student
 the link opens the reset page. Then: the audit log shows both actions with their reasons, a name search
 lists the student's two records, the merge page shows them side by side (cancelled), and a one-time
 recovery code is shown once. No page of the console trips its Content-Security-Policy.
+The IdP is this file's own, with a policy whose growing delays after wrong passwords last one second
+(the default's 2 s doubling to 60 s would make the ten wrong passwords take three minutes): the guesser
+waits them out, and a stranger who does not is refused with 429 before the password is checked.
 Screenshots: test-artifacts/e2e/helpdesk-*.png.
 """
 from __future__ import annotations
 
+import os
 import re
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pyotp
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import run_idp
+from tests.e2e.conftest import (
+    MAIL_WORKER_INTERVAL,
+    Idp,
+    clean_env,
+    own_database,
+    run_idp,
+    serve,
+    stop_process_group,
+)
 from tests.e2e.helpers import submit_login
 from tests.smtp_sink import link_in
 
@@ -34,7 +48,33 @@ STUDENT_PASSWORD = "Granica-Medaliony-Pustka-1935"
 DUPLICATE_ALBUM = "88124"
 #: The default policy's lockout_threshold: this many wrong passwords in a row lock password logins.
 LOCKOUT = 10
+#: After this many wrong passwords in a row each attempt waits DELAY seconds (this file's policy).
+DELAY_AFTER = 3
+DELAY = 1
 MAIL_TIMEOUT = 15
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory, artifacts: Path, mail_sink) -> Iterator[Idp]:
+    """This file's own IdP (the shared one keeps the default policy): one-second delays."""
+    folder = tmp_path_factory.mktemp("helpdesk-idp")
+    instance = folder / "instance"
+    instance.mkdir()
+    policy = folder / "policy.toml"
+    policy.write_text(f"[login]\ndelay_after = {DELAY_AFTER}\ndelay_seconds = {DELAY}\n"
+                      f"delay_max_seconds = {DELAY}\n", encoding="utf-8")
+    with own_database("idp_e2e_helpdesk") as database_env:
+        env = clean_env(IDP_INSTANCE=str(instance), IDP_POLICY=str(policy), CI=os.environ.get("CI", "true"),
+                        IDP_ARGON2_TIME_COST="2", IDP_ARGON2_MEMORY_COST="19456", IDP_ARGON2_PARALLELISM="1",
+                        IDP_MAIL_SERVER=mail_sink.host, IDP_MAIL_PORT=str(mail_sink.port),
+                        IDP_MAIL_WORKER_INTERVAL=MAIL_WORKER_INTERVAL, PYTHONUNBUFFERED="1", **database_env)
+        run_idp(["init"], env)
+        log = artifacts / "idp-serve-helpdesk.log"
+        proc, url, port = serve(instance, env, log)
+        try:
+            yield Idp(url=url, port=port, instance=instance, log=log, process=proc, env=env)
+        finally:
+            stop_process_group(proc)
 
 
 def _set_up_people(idp, tmp_path) -> None:
@@ -55,13 +95,16 @@ def _set_up_people(idp, tmp_path) -> None:
 
 
 def _lock_the_student(idp, new_context) -> None:
-    """Somebody types wrong passwords for the student until the account locks."""
+    """Somebody types wrong passwords for the student until the account locks, waiting out the delays."""
     page = new_context(locale="pl-PL").new_page()
-    for _ in range(LOCKOUT):
+    for n in range(LOCKOUT):
+        if n >= DELAY_AFTER:
+            time.sleep(DELAY + 0.1)
         page.goto(f"{idp.url}/cas/login")
         response = submit_login(page, STUDENT_LOGIN, "zle-haslo-123")
         assert response.status == 401
     # Now even the right password is refused, with the lock explained to its owner.
+    time.sleep(DELAY + 0.1)
     page.goto(f"{idp.url}/cas/login")
     response = submit_login(page, STUDENT_LOGIN, STUDENT_PASSWORD)
     assert response.status == 403
@@ -79,8 +122,24 @@ def _current_code(secret: str, after: str | None = None) -> str:
     return code
 
 
+def _a_stranger_is_made_to_wait(idp, new_context, artifacts) -> None:
+    """Guessing without waiting: the fourth attempt is refused before any password check — 429, the
+    form again with the login kept, and how long to wait — exactly as for an existing account."""
+    page = new_context(locale="en-GB").new_page()
+    page.goto(f"{idp.url}/cas/login")
+    for _ in range(DELAY_AFTER):
+        assert submit_login(page, "nobody@student.example.edu.pl", "zgaduje-123").status == 401
+    response = submit_login(page, "nobody@student.example.edu.pl", "zgaduje-123")
+    assert response.status == 429 and response.headers["retry-after"] == str(DELAY)
+    expect(page.locator(".alert")).to_have_text(re.compile(r"Too many failed attempts\. Try again in 1 s\."))
+    expect(page.locator('input[name="username"]')).to_have_value("nobody@student.example.edu.pl")
+    expect(page.locator('input[name="password"]')).to_have_value("")
+    page.screenshot(path=artifacts / "helpdesk-login-throttled.png", full_page=True)
+
+
 def test_helpdesk_finds_unlocks_and_sends_a_reset_link(idp, mail_sink, new_context, artifacts, tmp_path):
     _set_up_people(idp, tmp_path)
+    _a_stranger_is_made_to_wait(idp, new_context, artifacts)
     _lock_the_student(idp, new_context)
 
     page = new_context(locale="en-GB", viewport={"width": 1280, "height": 900}).new_page()
