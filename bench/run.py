@@ -319,6 +319,17 @@ class Row:
             return None
         return self.run.rate / self.ref.rate
 
+    @property
+    def cpu_ratio(self) -> float | None:
+        """The same ratio from the servers' CPU time per request (reference ÷ figure): steadier than throughput
+        on a machine other people's work shares, blind to time spent waiting (fsync, another process)."""
+        if self.ref is None or self.figure.startswith("login"):
+            return None
+        mine, theirs = self.run.server_ms_per_request, self.ref.server_ms_per_request
+        if not mine or not theirs or not self.run.server_cpu or not self.ref.server_cpu:
+            return None
+        return theirs / mine
+
 
 @dataclass
 class ConfigResult:
@@ -591,7 +602,8 @@ def _ms(v: float | None) -> str:
     return "" if v is None else f"{v:.1f}"
 
 
-HEAD = ("figure", "rate", "p50 ms", "p99 ms", "CPU ms/req", "reference", "ref rate", "ratio", "target", "result")
+HEAD = ("figure", "rate", "p50 ms", "p99 ms", "CPU ms/req", "reference", "ref rate", "ratio", "target", "result",
+        "CPU ratio")
 
 
 def table_rows(res: ConfigResult) -> list[tuple[str, ...]]:
@@ -605,7 +617,8 @@ def table_rows(res: ConfigResult) -> list[tuple[str, ...]]:
         out.append((row.figure, _fmt_rate(run, unit), _ms(run.p50_ms) if not login else "",
                     _ms(run.p99_ms) if not login else "", "" if cpu is None or login else f"{cpu:.2f}",
                     row.reference, _fmt_rate(row.ref) if row.ref else "",
-                    f"{row.ratio:.2f}" if row.ratio is not None else "", row.target, verdict))
+                    f"{row.ratio:.2f}" if row.ratio is not None else "", row.target, verdict,
+                    f"{row.cpu_ratio:.2f}" if row.cpu_ratio is not None else ""))
     return out
 
 
