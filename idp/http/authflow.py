@@ -120,7 +120,7 @@ def password_post_limited() -> int | None:
     """Count one posted password for the client address's endpoint rate limit (every page that checks a
     password calls this first). None: go on; else the seconds until the limit lets it through."""
     items = _rate_items(policy().data["login"]["address_rate_limit"])
-    if not items or throttle.exempt(policy(), client_ip()):
+    if not items or not limiter.enabled or throttle.exempt(policy(), client_ip()):
         return None
     ids = (current_app.config.get("RATELIMIT_KEY_PREFIX") or "", "login-password",
            throttle.address_key(client_ip()) or "unknown")
