@@ -23,11 +23,11 @@ The journey: CAS login at A (the form fetched from B: the CSRF token lives in th
 the ticket validated at B and refused on replay at A; SSO at B; an OIDC code from A exchanged, refreshed
 and introspected across nodes; logout at B ends the session at A (the old TGC, an unused ticket, the
 refresh and access tokens); then node A is SIGKILLed with live sessions, tickets and codes, and B serves
-all of them; node A restarted sees them again.
+all of them; node A restarted sees them again. Last, wrong passwords alternating between the nodes are
+counted as one run: the delays and the lockout hold at both.
 
 Runs only on PostgreSQL + Redis (IDP_TEST_DATABASE_URL and IDP_TEST_REDIS_URL): two nodes on one SQLite
-file are not a deployment. No brute-force step yet: idp/core/throttle.py (shared throttle state) has not
-landed.
+file are not a deployment.
 """
 from __future__ import annotations
 
@@ -89,6 +89,14 @@ CLIENT_SECRET = "multinode-" + "a-long-random-secret-value-" + "Qz7Lp4Xw9Rt2"
 REDIRECT_URI = "https://rp.example.edu.pl/oidc/callback"
 SCOPES = "openid profile email"
 USER = STUDENT["university_email"].lower()
+#: The brute-force target (step 7), and the policy that makes its counters quick to reach.
+VICTIM = {"album": "54321", "email": "bartosz.nowak@student.example.edu.pl", "password": "Szybki-Pociąg-Do-Gdyni-2031"}
+DELAY = 3
+POLICY = ("[login]\n"
+          "lockout_threshold = 3\n"  # the third wrong password in a row locks the account
+          "delay_after = 2\n"        # after two, every further attempt waits DELAY seconds
+          f"delay_seconds = {DELAY}\n"
+          f"delay_max_seconds = {DELAY}\n")
 PIN = "X-Test-Node"
 SERVED_BY = "X-Served-By"
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -261,24 +269,32 @@ def cluster(tmp_path: Path, artifacts: Path, mail_sink: SmtpSink) -> Iterator[Cl
             shared = clean_env(
                 CI=os.environ.get("CI", "true"), PYTHONUNBUFFERED="1",
                 IDP_SECRET_KEY=secrets.token_urlsafe(32), IDP_PESEL_KEY=secrets.token_urlsafe(32),
-                IDP_TRUSTED_PROXIES="1",
+                IDP_TRUSTED_PROXIES="1", IDP_POLICY=str(tmp_path / "policy.toml"),
                 IDP_ARGON2_TIME_COST="2", IDP_ARGON2_MEMORY_COST="19456", IDP_ARGON2_PARALLELISM="1",
                 IDP_MAIL_SERVER=mail_sink.host, IDP_MAIL_PORT=str(mail_sink.port), IDP_MAIL_WORKER_INTERVAL="0.5",
                 **database_env)
             folder_a, folder_b, inputs = (tmp_path / "node-a", tmp_path / "node-b", tmp_path / "input")
             for folder in (folder_a, folder_b, inputs):
                 folder.mkdir()
+            (tmp_path / "policy.toml").write_text(POLICY, encoding="utf-8")
             env_a = dict(shared, IDP_INSTANCE=str(folder_a))
             run_idp(["init"], env_a)
             shutil.copy2(folder_a / "oidc-keys.json", folder_b / "oidc-keys.json")
             people = inputs / "people.csv"
-            people.write_text(",".join(STUDENT) + "\n" + ",".join(STUDENT.values()) + "\n", encoding="utf-8")
-            assert "added 1" in run_idp(["users", "import", str(people)], env_a)
+            columns = [*STUDENT, "birth_date"]
+            victim = {"album": VICTIM["album"], "first_name": "Bartosz", "last_name": "Nowak",
+                      "university_email": VICTIM["email"], "role": "student", "birth_date": "2001-05-17"}
+            rows = [",".join(columns)] + [",".join(row.get(c, "") for c in columns) for row in (STUDENT, victim)]
+            people.write_text("\n".join(rows) + "\n", encoding="utf-8")
+            out = run_idp(["users", "import", str(people)], env_a)
+            assert "added 2" in out, out
             services = inputs / "services.toml"
             services.write_text(_services_toml(), encoding="utf-8")
             out = run_idp(["services", "load", str(services)], env_a)
             assert CAS_NAME in out and OIDC_NAME in out, out
             assert "password set" in run_idp(["users", "set-password", USER], env_a, stdin=PASSWORD + "\n")
+            assert "password set" in run_idp(["users", "set-password", VICTIM["email"]], env_a,
+                                             stdin=VICTIM["password"] + "\n")
             assert not (folder_b / "secrets.toml").exists() and not (folder_a / "secrets.toml").exists()
 
             nodes = Cluster(lb=lb, env=shared, artifacts=artifacts)
@@ -336,18 +352,24 @@ def _ticket(r: requests.Response) -> str:
     return parse_qs(urlsplit(location).query)["ticket"][0]
 
 
-def login(browser: requests.Session, cl: Cluster, *, form_at: str, post_at: str) -> str:
-    """A password login for CAS_SERVICE: the form from one node, the credentials posted to another.
-    Returns the service ticket."""
+def attempt(browser: requests.Session, cl: Cluster, *, form_at: str, post_at: str, username: str,
+            password: str) -> requests.Response:
+    """The CAS login form for CAS_SERVICE from one node, the credentials posted to another (the CSRF token
+    travels in the session cookie, signed with the shared secret). The answer to the post."""
     url = f"{cl.lb.url}/cas/login"
     form = _served(browser.get(url, params={"service": CAS_SERVICE}, headers=at(form_at), timeout=STEP,
                                allow_redirects=False), form_at, cl.lb)
     assert _is_login_form(form), f"{form.status_code}: no login form\n{form.text[:500]}"
-    r = _served(browser.post(url, params={"service": CAS_SERVICE}, headers=at(post_at), timeout=STEP,
-                             allow_redirects=False,
-                             data={"csrf_token": _csrf(form.text), "username": USER, "password": PASSWORD,
-                                   "service": CAS_SERVICE}), post_at, cl.lb)
-    assert browser.cookies.get("idp_tgc"), f"no SSO cookie after the login: {browser.cookies.keys()}"
+    return _served(browser.post(url, params={"service": CAS_SERVICE}, headers=at(post_at), timeout=STEP,
+                                allow_redirects=False,
+                                data={"csrf_token": _csrf(form.text), "username": username, "password": password,
+                                      "service": CAS_SERVICE}), post_at, cl.lb)
+
+
+def login(browser: requests.Session, cl: Cluster, *, form_at: str, post_at: str) -> str:
+    """A password login; returns the service ticket."""
+    r = attempt(browser, cl, form_at=form_at, post_at=post_at, username=USER, password=PASSWORD)
+    assert browser.cookies.get("idp_tgc"), f"no SSO cookie after the login ({r.status_code}): {browser.cookies.keys()}"
     return _ticket(r)
 
 
@@ -538,3 +560,29 @@ def _journey(cl: Cluster) -> None:
         assert_valid(validate(cl, "A", st), st)
     refreshed = refresh(cl, "A", refreshed["refresh_token"])
     assert introspect(cl, "B", refreshed["access_token"]).get("active") is True
+
+    # 7. Brute force across nodes (policy: a delay after 2 wrong passwords in a row, a lock at 3): guesses
+    #    alternate between the nodes and between the person's identifiers, and count as one run.
+    guesser = requests.Session()
+
+    def guess(node: str, username: str, password: str, status: int) -> requests.Response:
+        r = attempt(guesser, cl, form_at=node, post_at=node, username=username, password=password)
+        assert r.status_code == status, (f"{password!r} as {username} at node {node}: {r.status_code}, "
+                                         f"expected {status}\n{r.text[:300]}")
+        return r
+
+    def waits(r: requests.Response) -> None:
+        """A refusal before any password check, for the delay (not the address block): then wait it out."""
+        wait = int(r.headers.get("Retry-After") or 0)
+        assert 1 <= wait <= DELAY, f"Retry-After {r.headers.get('Retry-After')!r}, expected the {DELAY} s delay"
+        time.sleep(wait + 0.2)
+
+    guess("A", VICTIM["email"], "wrong-password-number-1", 401)
+    guess("B", VICTIM["album"], "wrong-password-number-2", 401)
+    # A knows of B's failure: even the right password waits, unchecked.
+    waits(guess("A", VICTIM["email"], VICTIM["password"], 429))
+    guess("B", VICTIM["album"], "wrong-password-number-3", 401)
+    waits(guess("A", VICTIM["email"], VICTIM["password"], 429))
+    # The third wrong password (at B) locked the account: A says so to the right password only.
+    locked = guess("A", VICTIM["email"], VICTIM["password"], 403)
+    assert not guesser.cookies.get("idp_tgc") and "ticket=" not in (locked.headers.get("Location") or "")
