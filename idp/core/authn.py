@@ -137,13 +137,12 @@ def _lock_ran_out(account: Account, policy: Policy, now: dt.datetime) -> None:
         account.failed_logins = account.lockouts = 0
 
 
-def _count_failure(policy: Policy, gate: throttle.Gate, now: dt.datetime, client_ip: str | None,
-                   account: Account | None) -> None:
-    """A wrong password for the throttle (delays, the address count); audits an address block."""
+def _count_failure(policy: Policy, gate: throttle.Gate, now: dt.datetime, client_ip: str | None) -> None:
+    """A wrong password for the throttle (delays, the address count); audits an address block (about the
+    address, not the account whose wrong password happened to be the last one counted)."""
     failure = throttle.failed(policy, gate, now)
     if failure.address_blocked_until is not None:
-        audit.record("address.blocked", actor="idp", account_id=account.id if account else None,
-                     reason="too_many_wrong_passwords", client_ip=client_ip, now=now, commit=False,
+        audit.record("address.blocked", actor="idp", reason="too_many_wrong_passwords", client_ip=client_ip, now=now, commit=False,
                      data={"until": failure.address_blocked_until.isoformat(timespec="seconds"),
                            "failures": policy.data["login"]["address_failures"]})
 
@@ -164,7 +163,7 @@ def verify_known(account: Account, password: str, policy: Policy, *, client_ip: 
     _lock_ran_out(account, policy, now)
     if not is_locked(account, now):
         count_wrong_password(account, policy, now, client_ip)
-    _count_failure(policy, gate, now, client_ip, account)
+    _count_failure(policy, gate, now, client_ip)
     return False
 
 
@@ -212,7 +211,7 @@ def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: s
     if reason in AFTER_CORRECT_PASSWORD or reason is None:
         throttle.succeeded(gate)  # the owner: no more delays
     else:
-        _count_failure(policy, gate, now, client_ip, account)
+        _count_failure(policy, gate, now, client_ip)
     if reason:
         event = audit.record("login.failed", account_id=account.id if account else None, reason=reason,
                              client_ip=client_ip, now=now, commit=False, data=who)
