@@ -142,7 +142,8 @@ def _count_failure(policy: Policy, gate: throttle.Gate, now: dt.datetime, client
     address, not the account whose wrong password happened to be the last one counted)."""
     failure = throttle.failed(policy, gate, now)
     if failure.address_blocked_until is not None:
-        audit.record("address.blocked", actor="idp", reason="too_many_wrong_passwords", client_ip=client_ip, now=now, commit=False,
+        audit.record("address.blocked", actor="idp", reason="too_many_wrong_passwords", client_ip=client_ip,
+                     now=now, commit=False,
                      data={"until": failure.address_blocked_until.isoformat(timespec="seconds"),
                            "failures": policy.data["login"]["address_failures"]})
 
