@@ -190,6 +190,8 @@ class RedisStore:
 
     def __init__(self, client):
         self.client = client
+        self._hit = client.register_script(_HIT)  # EVALSHA, the script text only when Redis lacks it
+        self._hold = client.register_script(_HOLD)
 
     def _key(self, key: str) -> str:
         return shared.key("throttle", key)
@@ -209,11 +211,11 @@ class RedisStore:
 
     def hit(self, key: str, now: dt.datetime, *, reset: dt.timedelta, sliding: bool,
             keep: dt.timedelta) -> int:
-        return int(self.client.eval(_HIT, 1, self._key(key), repr(_epoch(now)), repr(reset.total_seconds()),
-                                    "1" if sliding else "0", _ms(keep)))
+        return int(self._hit(keys=[self._key(key)], args=[repr(_epoch(now)), repr(reset.total_seconds()),
+                                                          "1" if sliding else "0", _ms(keep)]))
 
     def hold(self, key: str, until: dt.datetime, now: dt.datetime) -> None:
-        self.client.eval(_HOLD, 1, self._key(key), repr(_epoch(until)), _ms(until - now))
+        self._hold(keys=[self._key(key)], args=[repr(_epoch(until)), _ms(until - now)])
 
     def clear(self, *keys: str) -> None:
         self.client.delete(*(self._key(k) for k in keys))
