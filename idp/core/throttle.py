@@ -29,13 +29,16 @@ import hmac
 import ipaddress
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
 from flask import current_app
+from redis.exceptions import RedisError
 
+from idp.core.errors import SharedStateUnavailable
 from idp.core.policy import Policy
 from idp.extensions import db, shared
 from idp.models import ThrottleCounter
@@ -196,7 +199,20 @@ class RedisStore:
     def _key(self, key: str) -> str:
         return shared.key("throttle", key)
 
+    @staticmethod
+    @contextmanager
+    def _reachable() -> Iterator[None]:
+        """Redis not answering: login cannot be judged, so it is refused as briefly unavailable (503)."""
+        try:
+            yield
+        except RedisError as exc:
+            raise SharedStateUnavailable(f"throttle store: {exc}") from exc
+
     def read(self, keys: Sequence[str]) -> list[Counter | None]:
+        with self._reachable():
+            return self._read(keys)
+
+    def _read(self, keys: Sequence[str]) -> list[Counter | None]:
         pipe = self.client.pipeline(transaction=False)
         for k in keys:
             pipe.hmget(self._key(k), "n", "since", "last", "until")
@@ -211,14 +227,17 @@ class RedisStore:
 
     def hit(self, key: str, now: dt.datetime, *, reset: dt.timedelta, sliding: bool,
             keep: dt.timedelta) -> int:
-        return int(self._hit(keys=[self._key(key)], args=[repr(_epoch(now)), repr(reset.total_seconds()),
-                                                          "1" if sliding else "0", _ms(keep)]))
+        with self._reachable():
+            return int(self._hit(keys=[self._key(key)], args=[repr(_epoch(now)), repr(reset.total_seconds()),
+                                                              "1" if sliding else "0", _ms(keep)]))
 
     def hold(self, key: str, until: dt.datetime, now: dt.datetime) -> None:
-        self._hold(keys=[self._key(key)], args=[repr(_epoch(until)), _ms(until - now)])
+        with self._reachable():
+            self._hold(keys=[self._key(key)], args=[repr(_epoch(until)), _ms(until - now)])
 
     def clear(self, *keys: str) -> None:
-        self.client.delete(*(self._key(k) for k in keys))
+        with self._reachable():
+            self.client.delete(*(self._key(k) for k in keys))
 
 
 def _ms(span: dt.timedelta) -> int:

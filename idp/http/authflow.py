@@ -18,6 +18,7 @@ from flask_babel import format_datetime, format_time, get_locale, to_user_timezo
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from redis.exceptions import RedisError
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
@@ -125,7 +126,12 @@ def password_post_limited() -> int | None:
     ids = (current_app.config.get("RATELIMIT_KEY_PREFIX") or "", "login-password",
            throttle.address_key(client_ip()) or "unknown")
     for item in items:
-        if not limiter.limiter.hit(item, *ids):
+        try:
+            allowed = limiter.limiter.hit(item, *ids)
+        except RedisError:  # a flood guard only: the throttle behind it answers for Redis being down
+            log.warning("login rate limit not counted: Redis unavailable")
+            return None
+        if not allowed:
             reset = limiter.limiter.get_window_stats(item, *ids).reset_time
             wait = max(1, math.ceil(reset - time.time()))
             log.info("login rate limit %s reached for %s (wait %s s)", item, client_ip(), wait)

@@ -88,3 +88,10 @@ def test_redis_down_gives_relying_apps_a_cas_error_and_people_a_page(client, per
     assert r.status_code == 503
     assert r.headers["Retry-After"] == "30"
     assert "try again in a minute" in r.get_data(as_text=True)
+
+
+def test_redis_down_at_the_login_form_is_a_503_not_a_crash(client, person, app):
+    app.extensions["idp.redis"] = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    r = cas_login(client, USER, PASSWORD, USOSWEB)
+    assert r.status_code == 503
+    assert "try again in a minute" in r.get_data(as_text=True)
