@@ -89,7 +89,7 @@ def audit_event(action: str, reason: str | None) -> None:
     AUDIT_EVENTS.labels(action=action, reason=reason).inc()
     if action == "login.succeeded":
         LOGINS.labels(outcome="success").inc()
-    elif action == "login.failed":
+    elif action in ("login.failed", "login.throttled"):  # throttled: refused before any password check
         LOGINS.labels(outcome=reason or "unknown").inc()
     elif action == "cas.validate.succeeded":
         CAS_VALIDATIONS.labels(outcome="success").inc()
