@@ -87,6 +87,9 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     babel.init_app(app, locale_selector=i18n.select_locale)
     csrf.init_app(app)
     shared.init_app(app)
+    # Flask-Limiter keeps the first app's key prefix for good; a process serves one app, but tests build
+    # many, each with its own Redis namespace.
+    limiter._key_prefix = None
     limiter.init_app(app)
     mail.init_app(app)
     passwords.init_app(app)
