@@ -22,6 +22,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.util import create_half_hash
 from flask import current_app
+from sqlalchemy.orm import joinedload
 
 from idp.core import audit, claims, metrics
 from idp.core.clock import utcnow
@@ -409,7 +410,8 @@ class Introspection(IntrospectionEndpoint):
         if not refresh:
             out["token_type"] = "Bearer"
         if token.account_id is not None:
-            account = db.session.get(Account, token.account_id)
+            # with its identifiers in the same query: the username below reads them
+            account = db.session.get(Account, token.account_id, options=[joinedload(Account.identifiers)])
             if account is None or account.status != "active":
                 return {"active": False}
             out["sub"] = account.subject

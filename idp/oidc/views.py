@@ -48,8 +48,17 @@ def _url(endpoint: str) -> str:
 
 @bp.route("/.well-known/openid-configuration")
 def discovery():
-    """OpenID Provider Metadata (OIDC Discovery 1.0 §3, RFC 8414)."""
-    data = {
+    """OpenID Provider Metadata (OIDC Discovery 1.0 §3, RFC 8414). The document depends only on the
+    configuration: built and serialised once per app (every relying party fetches it at start)."""
+    body = current_app.extensions.get("idp.oidc.discovery")
+    if body is None:
+        body = current_app.extensions["idp.oidc.discovery"] = current_app.json.dumps(_metadata())
+    return current_app.response_class(body, mimetype="application/json",
+                                      headers={"Cache-Control": "public, max-age=300"})
+
+
+def _metadata() -> dict:
+    return {
         "issuer": issuer(),
         "authorization_endpoint": _url("oidc.authorize"),
         "token_endpoint": _url("oidc.token"),
@@ -81,16 +90,18 @@ def discovery():
         "request_uri_parameter_supported": False,
         "ui_locales_supported": ["pl", "en"],
     }
-    response = jsonify(data)
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
 
 
 @bp.route("/oidc/jwks")
 def jwks():
-    response = jsonify(keystore().public_jwks(utcnow()))
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    doc = keystore().public_jwks(utcnow())
+    # Serialised once per published key set (a kid names one key: a rotation or a retirement changes the set).
+    kids = tuple(k["kid"] for k in doc["keys"])
+    cached = current_app.extensions.get("idp.oidc.jwks")
+    if cached is None or cached[0] != kids:
+        cached = current_app.extensions["idp.oidc.jwks"] = (kids, current_app.json.dumps(doc))
+    return current_app.response_class(cached[1], mimetype="application/json",
+                                      headers={"Cache-Control": "public, max-age=300"})
 
 
 # --- authorization --------------------------------------------------------------------------------------
