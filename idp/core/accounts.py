@@ -122,14 +122,15 @@ def seen_before(account: Account, policy: Policy) -> Callable[[str], bool]:
 
 
 def evaluate_password(account: Account, password: str, policy: Policy, *, pesel: str = "",
-                      forbid_current: bool = True) -> Verdict:
+                      forbid_current: bool = True, live: bool = False) -> Verdict:
     """The verdict the live checklist shows and every setter enforces: one engine, one answer.
-    `forbid_current`: a change by the person must change the password (off for staff setting one)."""
+    `forbid_current`: a change by the person must change the password (off for staff setting one).
+    `live`: the checklist as someone types — never compared with the stored passwords (see policy.evaluate)."""
     def is_current(candidate: str) -> bool:
         return bool(account.password_hash) and hasher().verify(account.password_hash, candidate)
 
     return evaluate(password, person_data(account, pesel), policy, seen_before=seen_before(account, policy),
-                    is_current=is_current if forbid_current else None)
+                    is_current=is_current if forbid_current else None, defer_stored=live)
 
 
 def has_left(account: Account, policy: Policy, now: dt.datetime | None = None) -> bool:

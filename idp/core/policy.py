@@ -468,9 +468,12 @@ def _too_long(n: int) -> Verdict:
 
 def evaluate(password: str, person: PersonData, policy: Policy, *,
              seen_before: Callable[[str], bool] | None = None,
-             is_current: Callable[[str], bool] | None = None) -> Verdict:
+             is_current: Callable[[str], bool] | None = None, defer_stored: bool = False) -> Verdict:
     """Every rule, its state, and the zxcvbn score. `seen_before(password)` answers the history rule
-    (argon2 comparisons live in passwords.py); it runs only when every other rule passes."""
+    (argon2 comparisons live in passwords.py); it runs only when every other rule passes.
+    `defer_stored`: the rules that compare with stored passwords are listed but left unchecked (the live
+    checklist: answering them as someone types would let a stolen session test guesses of the current
+    password without any throttle; the submit checks them)."""
     rules = policy.data["password"]
     # Refused before any expensive check: absurd input must not cost CPU, not even NFKC's (which may
     # take a second on a 2 MB form field). NFKC shrinks text at most NFKC_MAX_SHRINK-fold, so input
@@ -517,8 +520,8 @@ def evaluate(password: str, person: PersonData, policy: Policy, *,
                           level=STRENGTH[score])))
     if rules["history"] > 0:
         others_ok = all(ok for _, ok, _, _ in checks)
-        reused = bool(others_ok and seen_before is not None and seen_before(password))
-        if not others_ok:
+        reused = bool(others_ok and not defer_stored and seen_before is not None and seen_before(password))
+        if not others_ok or defer_stored:
             unchecked.add("reused")
         checks.append(("reused", not reused,
                        _l("different from your previous %(n)s passwords", n=rules["history"]),
@@ -526,8 +529,8 @@ def evaluate(password: str, person: PersonData, policy: Policy, *,
     elif is_current is not None:
         # No history rule, but a change must still change something (temporary password, change page).
         others_ok = all(ok for _, ok, _, _ in checks)
-        same = bool(others_ok and is_current(password))
-        if not others_ok:
+        same = bool(others_ok and not defer_stored and is_current(password))
+        if not others_ok or defer_stored:
             unchecked.add("same_as_current")
         checks.append(("same_as_current", not same, _l("different from your current password"),
                        _l("The new password must differ from the current one.")))

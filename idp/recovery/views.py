@@ -127,7 +127,7 @@ def check():
     if not isinstance(data, dict):
         data = request.form
     password = str(data.get("password", ""))
-    verdict = accounts.evaluate_password(account, password, current_app.extensions["idp.policy"])
+    verdict = accounts.evaluate_password(account, password, current_app.extensions["idp.policy"], live=True)
     return jsonify(verdict_json(verdict))
 
 

@@ -260,7 +260,8 @@ def test_check_answers_rules_strength_and_violations(client, app, person):
     assert len(body["violations"]) == sum(1 for ok in states.values() if ok is False)
     strong = check(client, NEW).get_json()
     assert strong["ok"] is True and strong["violations"] == []
-    assert all(r["ok"] for r in strong["rules"])
+    # Rules that compare with stored passwords wait for the submit: never answered as someone types.
+    assert all(r["ok"] is (None if r["code"] in ("reused", "same_as_current") else True) for r in strong["rules"])
     assert strong["strength"] in ("strong", "very strong")
 
 
@@ -289,12 +290,18 @@ def test_check_and_the_page_agree(client, person, policy_file):
     assert agreed == expected
 
 
-def test_check_does_not_call_the_current_password_acceptable(client, person):
+def test_the_live_check_never_tells_whether_a_guess_is_the_current_password(client, person):
+    """A stolen session must not turn the checklist into an unthrottled password oracle: the current
+    password and a strong stranger get the same live verdict; the submit (behind the current password
+    and its throttle) is what refuses reusing it."""
     login(client)
-    verdict = check(client, PASSWORD).get_json()
+    current = check(client, PASSWORD).get_json()
+    stranger = check(client, NEW).get_json()
+    assert current["ok"] == stranger["ok"]
+    states = {r["code"]: r["ok"] for r in current["rules"]}
+    assert states.get("reused", states.get("same_as_current", "absent")) is None
     r = change(client, PASSWORD, PASSWORD)
     assert r.status_code == 400
-    assert verdict["ok"] is False
 
 
 def test_check_is_rate_limited(client, person):
