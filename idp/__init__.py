@@ -75,6 +75,9 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
         BABEL_TRANSLATION_DIRECTORIES=str(PACKAGE_DIR / "translations"),
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         RATELIMIT_STORAGE_URI=cfg["REDIS_URL"] or "memory://",
+        # The limits library puts its own "LIMITS:" in front of every Redis key unless told the prefix:
+        # keys are then <REDIS_PREFIX>limits:LIMITER/..., inside the IdP's namespace (a Redis ACL on idp:*).
+        RATELIMIT_STORAGE_OPTIONS={"key_prefix": cfg["REDIS_PREFIX"] + "limits"} if cfg["REDIS_URL"] else {},
         RATELIMIT_KEY_PREFIX=cfg["REDIS_PREFIX"] + "limits",
         RATELIMIT_HEADERS_ENABLED=True,
         MAIL_SUPPRESS_SEND=False,  # the outbox decides what is sent; tests use an SMTP sink
@@ -90,6 +93,7 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     # Flask-Limiter keeps the first app's key prefix for good; a process serves one app, but tests build
     # many, each with its own Redis namespace.
     limiter._key_prefix = None
+    limiter._storage_options = {}  # and merges every app's storage options into the ones before
     limiter.init_app(app)
     mail.init_app(app)
     passwords.init_app(app)

@@ -4,6 +4,7 @@ Unknown keys are errors, so a typo in a deployment's file stops start-up instead
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -54,7 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "ALLOW_LOOPBACK_CALLBACKS": None,
     "LOG_LEVEL": "INFO",
     "LOG_FORMAT": "json",  # "json": one JSON object per log line, with the request id; "text" for a terminal
-    "METRICS_TOKEN": None,  # set: /metrics answers only `Authorization: Bearer <this>` (see docs/observability.md)
+    "METRICS_TOKEN": None,  # set: /metrics also answers `Authorization: Bearer <this>` from anywhere (docs/observability.md)
+    # Networks (CIDRs; env comma-separated) whose clients may read /metrics without the token; loopback always may.
+    "METRICS_NETWORKS": [],
     "MAIL_BACKLOG_WARN_SECONDS": 900,  # /readyz says "warn" when a queued message is older (0: never)
     # Reverse proxies in front of the IdP whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
     # Behind a TLS-terminating load balancer set 1, or the app sees plain http and refuses OAuth.
@@ -130,6 +133,8 @@ def _coerce(key: str, raw: str, source: str) -> Any:
             return float(raw)
         except ValueError:
             raise ConfigError(f"{source}: {key} must be a number, got {raw!r}") from None
+    if isinstance(default, list):  # comma-separated
+        return [part.strip() for part in raw.split(",") if part.strip()]
     return raw
 
 
@@ -238,8 +243,22 @@ def load(folder: Path, overrides: dict[str, Any] | None = None,
         raise ConfigError("TICKET_LIFETIME must be between 1 and 300 seconds")
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", cfg["COOKIE_PREFIX"]):
         raise ConfigError(f"COOKIE_PREFIX may hold only a-z, 0-9 and _, got {cfg['COOKIE_PREFIX']!r}")
+    cfg["METRICS_NETWORKS"] = _networks("METRICS_NETWORKS", cfg["METRICS_NETWORKS"])
     cfg["UPSTREAM"] = _upstreams(cfg["UPSTREAM"])
     return cfg
+
+
+def _networks(key: str, values: Any) -> list[str]:
+    """A list of networks (CIDR, or one address) as their canonical strings; anything else names the key."""
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{key} must be a list of networks (CIDR), got {values!r}")
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_network(value.strip())))
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {value!r} is not a network: {exc}") from None
+    return out
 
 
 def _upstreams(entries: Any) -> list[dict[str, Any]]:

@@ -5,6 +5,10 @@ idp.core.audit reports its events, idp.oidc.server its tokens). Every label valu
 set — an endpoint name, an audit action, a reason code, a grant type — never a path, an address, an
 identifier or anything else a person typed; values that do not look like codes become "other".
 
+Nor does any label tell whether an account exists: reasons a person is not told apart (a wrong password
+for an account, an unknown login, an account without a password ...) are one value here (FOLDED), so a
+scrape before and after a guess says nothing the login page does not. The audit log keeps the detail.
+
 Under gunicorn (idp.serving) the values live in files of PROMETHEUS_MULTIPROC_DIR, shared by the workers;
 in one process (tests, the Flask test client) in memory. Every metric here has labels, so no value is
 created at import: the `idp serve` master imports this module (it builds an app to check the schema)
@@ -33,8 +37,9 @@ from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger("idp.metrics")
 
-LOGINS = Counter("idp_logins", "Password and upstream logins by outcome: success or the failure reason "
-                 "(wrong_password, unknown_identifier, locked, ...).", ["outcome"])
+LOGINS = Counter("idp_logins", "Password and upstream logins by outcome: success, invalid_credentials (wrong "
+                 "password or unknown login, never told apart), or a reason shown only after a correct "
+                 "password (locked, ...) or before any check (throttled, address_blocked).", ["outcome"])
 CAS_VALIDATIONS = Counter("idp_cas_validations", "CAS ticket validations by outcome: success or the CAS "
                           "error code (INVALID_TICKET, INVALID_SERVICE, ...).", ["outcome"])
 TOKENS_ISSUED = Counter("idp_oidc_tokens_issued", "OpenID Connect token responses issued, by grant type.",
@@ -56,6 +61,25 @@ MAX_AUDIT_SERIES = 500
 _audit_series: set[tuple[str, str]] = set()
 _audit_lock = threading.Lock()
 
+#: One value for every failure a person is not told apart: the account may not exist.
+INVALID_CREDENTIALS = "invalid_credentials"
+#: Per audit action whose reason may say whether an account exists: the reasons that may be counted as they
+#: are (each told only to someone who proved more than a login, or the same for every login), and the one
+#: value every other reason of that action becomes. A reason added later is folded until listed here.
+#: - login.failed: locked, locked_permanently and account_left are shown only after a correct password
+#:   (core/authn.py AFTER_CORRECT_PASSWORD); unknown_identifier, no_password, wrong_password and
+#:   locked_wrong_password all look like a wrong password. Refusals before any check are login.throttled.
+#: - reset.code.failed (core/assisted_recovery.py): used/ended/expired need the right code; the address
+#:   throttle is the same for every login; unknown login, no code and a wrong code get one answer.
+#: - reset.requested (core/recovery.py): sent, unknown login and no address look alike (unless the policy
+#:   reveals unknown logins): no reason at all.
+FOLDED: dict[str, tuple[frozenset[str], str]] = {
+    "login.failed": (frozenset({"locked", "locked_permanently", "account_left"}), INVALID_CREDENTIALS),
+    "reset.code.failed": (frozenset({"address_throttled", "recovery_code_used", "recovery_code_ended",
+                                     "recovery_code_expired"}), INVALID_CREDENTIALS),
+    "reset.requested": (frozenset(), ""),
+}
+
 
 def code(value: object) -> str:
     """A label value: the code itself when it looks like one, "" for none, "other" for anything else."""
@@ -63,6 +87,14 @@ def code(value: object) -> str:
         return ""
     text = str(value)
     return text if _CODE.fullmatch(text) else "other"
+
+
+def public_reason(action: str, reason: str) -> str:
+    """The reason as the metrics show it (both already codes): folded for the actions in FOLDED."""
+    folded = FOLDED.get(action)
+    if folded is None or reason in folded[0]:
+        return reason
+    return folded[1]
 
 
 def _never_raises(fn):
@@ -80,7 +112,8 @@ def _never_raises(fn):
 @_never_raises
 def audit_event(action: str, reason: str | None) -> None:
     """Called by idp.core.audit.record for every event; feeds the generic counter and the named ones."""
-    action, reason = code(action), code(reason)
+    action = code(action)
+    reason = public_reason(action, code(reason))
     with _audit_lock:
         if (action, reason) not in _audit_series:
             if len(_audit_series) >= MAX_AUDIT_SERIES:
@@ -169,5 +202,5 @@ def exposition(now: dt.datetime) -> bytes:
         return out
 
 
-__all__ = ["CONTENT_TYPE_LATEST", "audit_event", "code", "exposition", "http_request", "introspection",
-           "token_issued"]
+__all__ = ["CONTENT_TYPE_LATEST", "INVALID_CREDENTIALS", "audit_event", "code", "exposition", "http_request",
+           "introspection", "public_reason", "token_issued"]

@@ -3,19 +3,25 @@ latency metric, and the endpoints a load balancer and Prometheus call — /healt
 
 Logs are JSON lines by default (LOG_FORMAT = "json"; "text" for a terminal). An access line holds the
 method, the path WITHOUT its query string (CAS tickets and PGTs travel in queries; a route's variables are
-shown as its pattern), the Flask endpoint, the status, the duration and the client address as the app sees
-it (after ProxyFix), never a form, a cookie, a header value or a token. Audit events are not logged: they live in the database only
+shown as its pattern; in a path no route matched, long or ticket-like segments are masked), the Flask
+endpoint, the status, the duration and the client address as the app sees it (after ProxyFix), never a
+form, a cookie, a header value or a token. Audit events are not logged: they live in the database only
 (idp.core.audit, `idp audit export`).
+
+/metrics answers the monitoring hosts only (loopback, METRICS_NETWORKS, or the METRICS_TOKEN bearer);
+anyone else gets the ordinary 404 page, as for an address that does not exist.
 """
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import re
 import secrets
 import time
+from functools import lru_cache
 
-from flask import Blueprint, Flask, Response, current_app, has_request_context, jsonify, request
+from flask import Blueprint, Flask, Response, abort, current_app, has_request_context, jsonify, request
 
 from idp.config import ConfigError
 from idp.core import metrics
@@ -37,14 +43,16 @@ bp = Blueprint("ops", __name__)
 # --- request id and logging -------------------------------------------------------------------------------
 
 def request_id() -> str | None:
-    """This request's id: the caller's X-Request-ID when it is a plain token (letters, digits . _ -, at most
-    128), else a fresh random one. None outside a request (the outbox thread, commands)."""
+    """This request's id: behind a trusted proxy (TRUSTED_PROXIES > 0) the X-Request-ID it sets, when that is
+    a plain token (letters, digits . _ -, at most 128); else a fresh random one — without a proxy the header
+    comes from the client, who must not choose what the log files its requests under. None outside a
+    request (the outbox thread, commands)."""
     if not has_request_context():
         return None
     env = request.environ
     rid = env.get(_ENV_ID)
     if rid is None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        incoming = request.headers.get(REQUEST_ID_HEADER, "") if current_app.config["TRUSTED_PROXIES"] > 0 else ""
         rid = env[_ENV_ID] = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(16)
     return rid
 
@@ -90,12 +98,29 @@ def _start() -> None:
     request_id()
 
 
+#: A path segment masked in the log of a path no route matched: long enough to be a link token (16
+#: characters or more), a CAS ticket, or what a person may have put in a URL by mistake — an e-mail address,
+#: eleven digits in a row (a PESEL).
+MASKED = "…"
+MASK_FROM = 16
+_SECRET_SEGMENT = re.compile(r"(?:ST|PT|PGT|PGTIOU|TGT|LT)-|.*@|.*\d{11}", re.IGNORECASE | re.DOTALL)
+
+
+def _masked(path: str) -> str:
+    return "/".join(MASKED if len(seg) >= MASK_FROM or _SECRET_SEGMENT.match(seg) else seg
+                    for seg in path.split("/"))
+
+
 def _logged_path() -> str:
     """The path without its query string; a route with variables as its pattern (/federation/confirm/<token>,
-    /api/v1/people/<album>): a path segment may be a secret or an identifier too. Static files and paths no
-    route matched (404) as requested, cut at 512 characters."""
+    /api/v1/people/<album>): a path segment may be a secret or an identifier too. Static files as
+    requested. A path no route matched (404, or 405: /federation/confirm/<token> with the wrong method)
+    may hold the same secrets: every segment of 16 characters or more, that starts like a CAS ticket, or
+    holds an "@" or eleven digits in a row, becomes "…". Cut at 512 characters."""
     rule = request.url_rule
-    if rule is not None and request.view_args and request.endpoint != "static":
+    if rule is None:
+        return _masked(request.path)[:512]
+    if request.view_args and request.endpoint != "static":
         return rule.rule
     return request.path[:512]
 
@@ -189,7 +214,10 @@ def _mail() -> dict:
 @bp.get("/readyz")
 def readyz():
     """Ready for traffic: the database answers, Redis too when configured (503 otherwise); the mail
-    backlog is reported, with "warn" past MAIL_BACKLOG_WARN_SECONDS, and never makes it 503."""
+    backlog is reported, with "warn" past MAIL_BACKLOG_WARN_SECONDS, and never makes it 503. The details
+    (outbox counts and ages, error classes, timings) only to those who may read /metrics: a queued count
+    that grows right after a reset request says the login typed names a real person; anyone else (a load
+    balancer needs only the status) gets each check's status."""
     checks = {"database": _timed(_database)}
     if shared.redis is not None:
         checks["redis"] = _timed(_redis)
@@ -197,24 +225,56 @@ def readyz():
     failed = any(c["status"] == "fail" for c in checks.values())
     warned = any(c["status"] == "warn" for c in checks.values())
     status = "fail" if failed else "warn" if warned else "ok"
+    if not _metrics_allowed():
+        checks = {name: {"status": check["status"]} for name, check in checks.items()}
     return _json({"status": status, "checks": checks}, 503 if failed else 200)
 
 
-def _authorized() -> bool:
+@lru_cache(maxsize=16)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(c) for c in cidrs)  # validated by idp.config at start
+
+
+def _client_allowed() -> bool:
+    """The client address as the app sees it (after ProxyFix) is loopback or in METRICS_NETWORKS. A loopback
+    peer that forwards X-Forwarded-For while no proxy is trusted is a proxy on the same host passing on
+    someone else's request, not a local client."""
+    try:
+        ip = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback and not (current_app.config["TRUSTED_PROXIES"] == 0 and "X-Forwarded-For" in request.headers):
+        return True
+    return any(ip in net for net in _networks(tuple(current_app.config["METRICS_NETWORKS"])))
+
+
+def _token_presented() -> bool:
     token = current_app.config.get("METRICS_TOKEN")
     if not token:
-        return True
+        return False
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
 
 
-@bp.get("/metrics", endpoint="metrics")
+def _metrics_allowed() -> bool:
+    return _token_presented() or _client_allowed()
+
+
+# Every method, and no automatic OPTIONS: to anyone else /metrics answers like an address that does not exist
+# (404 whatever the method, where a GET-only route would say 405 and name its methods).
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@bp.route("/metrics", endpoint="metrics", methods=_ALL_METHODS, provide_automatic_options=False)
 def metrics_view():
-    """Prometheus text exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
-    if not _authorized():
-        response = _json({"error": "unauthorized"}, 401)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
+    """Prometheus text exposition, for the monitoring hosts only: a loopback client, a client in
+    METRICS_NETWORKS, or `Authorization: Bearer <METRICS_TOKEN>` from anywhere. Anyone else: 404."""
+    if not _metrics_allowed():
+        abort(404)
+    if request.method not in ("GET", "HEAD"):
+        abort(405, valid_methods=["GET", "HEAD"])
     response = Response(metrics.exposition(utcnow()), 200, content_type=metrics.CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 
 from flask import current_app, flash, jsonify, redirect, render_template, request, session, url_for
@@ -26,7 +28,12 @@ def _policy():
 
 
 def _identifier_key() -> str:
-    return "reset:" + (request.form.get("identifier") or "").strip().lower()[:254]
+    """The per-identifier limit's key: the typed identifier normalised as the lookup normalises it and
+    hashed with the instance key (like idp.core.throttle.subject), so Redis never holds what someone typed —
+    an e-mail address, or a PESEL typed where the login goes."""
+    typed = accounts.normalise_identifier(request.form.get("identifier") or "")[:254]
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    return "reset:" + hmac.new(secret, b"reset-limit:" + typed.encode(), hashlib.sha256).hexdigest()[:40]
 
 
 @bp.route("/reset", methods=["GET", "POST"])

@@ -123,3 +123,18 @@ def test_probes_are_never_rate_limited(client):
     for _ in range(30):
         assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_details_only_for_the_monitoring_hosts(client, app):
+    """A load balancer needs the status; the outbox counts would tell an outsider whether the reset link
+    they just asked for went to a real person (the same rule as /metrics: loopback, networks, token)."""
+    now = utcnow()
+    _queue(now - dt.timedelta(minutes=40), now + dt.timedelta(minutes=5))
+    r = client.get("/readyz", environ_base={"REMOTE_ADDR": "203.0.113.50"})
+    assert r.status_code == 200
+    checks = {"database": {"status": "ok"}, "mail": {"status": "warn"}}
+    if app.config["REDIS_URL"]:
+        checks["redis"] = {"status": "ok"}
+    assert r.get_json() == {"status": "warn", "checks": checks}
+    assert_probe_response(r)
+    assert client.get("/readyz").get_json()["checks"]["mail"]["queued"] == 1  # loopback: every detail

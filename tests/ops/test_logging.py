@@ -87,18 +87,59 @@ def test_route_variables_are_logged_as_the_pattern(app, client, log_lines):
     assert "s3cr3t" not in json.dumps(log_lines())
 
 
-def test_incoming_request_id_is_kept_when_it_is_a_plain_token(client, log_lines):
+def test_secrets_in_paths_no_route_matched_are_masked(client, log_lines):
+    token = "IjEyMyI.aGVsbG8td29ybGQ.c2lnbmF0dXJlLXZhbHVl"  # a link token's shape
+    requests = [
+        ("PUT", f"/federation/confirm/{token}", 405),      # the route exists, not for PUT
+        ("DELETE", f"/password/reset/{token}", 405),
+        ("GET", f"/password/reset/{token}/", 404),         # a trailing slash: no route
+        ("GET", "/cas/ST-1-Zq9xS3cr3tT1ck3t/validate", 404),
+        ("GET", "/cas/PT-2-abc", 404),
+        ("GET", "/helpdesk/people/90090515836/nothing", 404),  # a PESEL typed where the album goes
+        ("GET", "/x/jan.k@uczelnia.pl", 404),
+    ]
+    for method, path, status in requests:
+        assert client.open(path, method=method).status_code == status, path
+    logged = [line["path"] for line in access_lines(log_lines())[-len(requests):]]
+    assert logged == ["/federation/confirm/…", "/password/reset/…", "/password/reset/…/", "/cas/…/validate",
+                      "/cas/…", "/helpdesk/people/…/nothing", "/x/…"]
+    everything = json.dumps(log_lines(), ensure_ascii=False)
+    for secret in (token, "Zq9xS3cr3t", "PT-2-abc", "90090515836", "jan.k@"):
+        assert secret not in everything, secret
+
+
+def test_short_segments_of_unmatched_paths_are_kept(client, log_lines):
+    assert client.get("/no-such-page/abc/s12345").status_code == 404
+    assert client.get("/" + "a" * 15).status_code == 404
+    assert client.get("/" + "a" * 16).status_code == 404
+    assert [line["path"] for line in access_lines(log_lines())] == ["/no-such-page/abc/s12345", "/" + "a" * 15,
+                                                                     "/…"]
+
+
+@pytest.mark.settings(TRUSTED_PROXIES=1)
+def test_incoming_request_id_is_kept_behind_a_trusted_proxy(client, log_lines):
     r = client.get("/healthz", headers={"X-Request-ID": "lb-7f3a.19_x-2"})
     assert r.headers["X-Request-ID"] == "lb-7f3a.19_x-2"
     assert access_lines(log_lines())[-1]["request_id"] == "lb-7f3a.19_x-2"
 
 
+def test_incoming_request_id_is_ignored_without_a_trusted_proxy(client, log_lines):
+    """TRUSTED_PROXIES = 0: the header comes from the client itself, who must not choose the log's ids."""
+    r = client.get("/healthz", headers={"X-Request-ID": "lb-7f3a.19_x-2"})
+    rid = r.headers["X-Request-ID"]
+    assert rid != "lb-7f3a.19_x-2" and re.fullmatch(r"[0-9a-f]{32}", rid)
+    assert access_lines(log_lines())[-1]["request_id"] == rid
+    assert "lb-7f3a" not in json.dumps(log_lines())
+
+
+@pytest.mark.settings(TRUSTED_PROXIES=1)
 @pytest.mark.parametrize("incoming", ["has space", "a" * 129, "quote\"d", "<script>", "ü"])
 def test_other_incoming_request_ids_are_replaced(client, incoming):
     rid = client.get("/healthz", headers={"X-Request-ID": incoming}).headers["X-Request-ID"]
     assert rid != incoming and re.fullmatch(r"[0-9a-f]{32}", rid)
 
 
+@pytest.mark.settings(TRUSTED_PROXIES=1)
 def test_records_logged_during_a_request_carry_its_id(app, client, caplog):
     caplog.handler.addFilter(observability.RequestIdFilter())
 

@@ -40,7 +40,9 @@ def test_served_metrics_sum_both_workers(tmp_path):
     with own_database("idp_ops") as database_env:
         env = clean_env(IDP_INSTANCE=str(instance), TMPDIR=str(tmpdir), PYTHONUNBUFFERED="1",
                         IDP_ARGON2_TIME_COST="2", IDP_ARGON2_MEMORY_COST="19456", IDP_ARGON2_PARALLELISM="1",
-                        **database_env)
+                        # as behind a load balancer: its X-Request-ID is kept (the probes send no
+                        # X-Forwarded-For, so the client stays 127.0.0.1, which may read /metrics)
+                        IDP_TRUSTED_PROXIES="1", **database_env)
         run_idp(["init"], env)
         proc, url, _port = serve(instance, env, log, workers=2)
         try:
