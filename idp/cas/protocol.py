@@ -5,6 +5,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
+from sqlalchemy.orm import joinedload
+
 from idp.core import audit, callbacks, provisioning, registry, sso, tickets
 from idp.core.accounts import attribute, canonical_username
 from idp.core.errors import SharedStateUnavailable
@@ -115,7 +117,8 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
     if renew and not row.from_new_login:
         return _fail("INVALID_TICKET", f"Ticket {ticket} did not come from an initial login and renew was set",
                      account_id=row.account_id, service=service, client_ip=client_ip, now=now)
-    account = db.session.get(Account, row.account_id)
+    # The account with its identifiers in one query: the user name and attributes are read from them.
+    account = db.session.get(Account, row.account_id, options=[joinedload(Account.identifiers)])
     session = db.session.get(SsoSession, row.session_id)
     if account is None or account.status != "active" or session is None:
         return _fail("INVALID_TICKET", f"Ticket {ticket} belongs to an account that can no longer log in",

@@ -112,7 +112,8 @@ def consume(ticket: str, now: dt.datetime) -> Ticket | TicketData | None:
     """Mark a one-time ticket used and return it; None when unknown or already used.
 
     The caller still checks expiry and service: a failed validation has burned the ticket anyway,
-    as CAS 3.0 §3.1.1 requires ("whether or not validation was successful"). A Redis ticket whose
+    as CAS 3.0 §3.1.1 requires ("whether or not validation was successful"); the caller commits (SQL).
+    A Redis ticket whose
     session has ended (logout, or another person's login) comes back already expired.
     """
     key = digest(ticket)
@@ -132,13 +133,11 @@ def consume(ticket: str, now: dt.datetime) -> Ticket | TicketData | None:
         else:
             data.session_id = session.id
         return data
-    result = db.session.execute(
+    # One statement claims and reads the row. It is committed with the validation's audit event (every
+    # outcome records one): a second validation racing this one waits for that commit and finds it used.
+    return db.session.scalar(
         db.update(Ticket).where(Ticket.id == key, Ticket.consumed_at.is_(None), Ticket.kind.in_(ONE_TIME))
-        .values(consumed_at=now))
-    db.session.commit()
-    if result.rowcount != 1:
-        return None
-    return db.session.get(Ticket, key)
+        .values(consumed_at=now).returning(Ticket).execution_options(synchronize_session=False))
 
 
 def live_session(data: TicketData) -> SsoSession | None:
