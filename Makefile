@@ -48,8 +48,11 @@ translations: install
 	$(VENV)/bin/pybabel update -i idp/translations/messages.pot -d idp/translations --no-fuzzy-matching
 	$(VENV)/bin/pybabel compile -d idp/translations
 
+# Throughput and latency against references of the same server, on SQLite and PostgreSQL + Redis, 1 and 2
+# nodes (~20 min; BENCH_ARGS=--quick ~6 min). Prints tables and writes bench/results/latest.md.
 bench: install
-	$(VENV)/bin/python bench/login_throughput.py
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
