@@ -2,19 +2,23 @@
 
 Brute-force protection, as in Keycloak and Apereo CAS (docs/security.md "Brute-force protection"):
 
-- Before the password is checked, core/throttle.py may refuse the attempt outright — the account's (or
-  the typed identifier's) growing delay after `delay_after` wrong passwords in a row, or a blocked client
-  address. Refused attempts cost no argon2 verification and say only how long to wait (reason
-  "throttled" or "address_blocked", audited as `login.throttled`); unknown identifiers get exactly the
-  same delays as accounts.
-- Lockout: `[login] lockout_threshold` wrong passwords in a row lock password logins for
-  `lockout_minutes`; each further lock without a successful login in between lasts twice as long, up to
-  `lockout_max_minutes`; after `permanent_lockout_after` temporary locks in a row (when set) the next
-  one lasts until the helpdesk unlocks the account. A run whose last wrong password is older than
-  `failure_reset_hours` no longer counts. Only someone who then types the *correct* password learns of
-  the lock (reason "locked" or "locked_permanently"); a wrong password on a locked account fails like
-  any other ("locked_wrong_password" in the audit log only), so the lock reveals nothing about whether
-  an account exists. Unknown identifiers never lock anything.
+- Before the password is checked, core/throttle.py claims the attempt in one atomic step: it refuses it
+  outright while a hold is in force — the typed identifier's growing delay after `delay_after` attempts
+  in a row without a correct password, or a blocked client address — and otherwise counts it and sets
+  at once the hold the next attempt must wait for, so parallel requests cannot pass together. Refused
+  attempts cost no argon2 verification and say only how long to wait (reason "throttled" or
+  "address_blocked", audited as `login.throttled`); every attempt let through costs exactly one. The
+  delay is keyed by the typed identifier, whether it names an account or not: it tells nothing about
+  whether an account exists, nor which identifiers share one. A correct password ends the run.
+- Lockout: `[login] lockout_threshold` wrong passwords in a row — counted per account, whichever of its
+  identifiers was typed — lock password logins for `lockout_minutes`; each further lock without a
+  successful login in between lasts twice as long, up to `lockout_max_minutes`; after
+  `permanent_lockout_after` temporary locks in a row (when set) the next one lasts until the helpdesk
+  unlocks the account. A run whose last wrong password is older than `failure_reset_hours` no longer
+  counts. Only someone who then types the *correct* password learns of the lock (reason "locked" or
+  "locked_permanently"); a wrong password on a locked account fails like any other
+  ("locked_wrong_password" in the audit log only), so the lock reveals nothing about whether an account
+  exists. Unknown identifiers never lock anything.
 """
 from __future__ import annotations
 
@@ -137,34 +141,34 @@ def _lock_ran_out(account: Account, policy: Policy, now: dt.datetime) -> None:
         account.failed_logins = account.lockouts = 0
 
 
-def _count_failure(policy: Policy, gate: throttle.Gate, now: dt.datetime, client_ip: str | None) -> None:
-    """A wrong password for the throttle (delays, the address count); audits an address block (about the
-    address, not the account whose wrong password happened to be the last one counted)."""
-    failure = throttle.failed(policy, gate, now)
-    if failure.address_blocked_until is not None:
+def _audit_address_block(policy: Policy, claim: throttle.Claim, now: dt.datetime, client_ip: str | None) -> None:
+    """A failed attempt that was the address's `address_failures`-th of its window: its claim set the block;
+    audit it (about the address, not the account whose wrong password happened to be the last one)."""
+    if claim.address_blocked_until is not None:
         audit.record("address.blocked", actor="idp", reason="too_many_wrong_passwords", client_ip=client_ip,
                      now=now, commit=False,
-                     data={"until": failure.address_blocked_until.isoformat(timespec="seconds"),
+                     data={"until": claim.address_blocked_until.isoformat(timespec="seconds"),
                            "failures": policy.data["login"]["address_failures"]})
 
 
 def verify_known(account: Account, password: str, policy: Policy, *, client_ip: str | None,
                  now: dt.datetime | None = None) -> bool:
     """The password of an account already known to the page (the link proof, the password change): the
-    same throttle as the login form — raises Throttled before checking — and a wrong password counts
-    towards the account's delays, its lockout (unless already locked) and the address block. The caller
-    audits its own outcome and commits."""
+    same throttle as the login form, its delay counted under the account itself (the page knows it) —
+    raises Throttled before checking — and a wrong password counts towards the account's lockout (unless
+    already locked). The throttle commits its claim in a transaction of its own; the caller audits its
+    own outcome and commits the rest."""
     now = now or utcnow()
-    gate = throttle.check(policy, subject=throttle.subject(account.id), client_ip=client_ip, now=now)
-    if gate.refusal is not None:
-        raise Throttled(gate.refusal.reason, gate.refusal.seconds(now))
+    claim = throttle.claim(policy, subject=throttle.account_subject(account.id), client_ip=client_ip, now=now)
+    if claim.refusal is not None:
+        raise Throttled(claim.refusal.reason, claim.refusal.seconds(now))
     if verify_password(account, password):
-        throttle.succeeded(gate)
+        throttle.succeeded(claim)
         return True
     _lock_ran_out(account, policy, now)
     if not is_locked(account, now):
         count_wrong_password(account, policy, now, client_ip)
-    _count_failure(policy, gate, now, client_ip)
+    _audit_address_block(policy, claim, now, client_ip)
     return False
 
 
@@ -175,15 +179,15 @@ def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: s
     now = now or utcnow()
     account = find_by_identifier(identifier, policy)
     who = {"identifier": loggable_identifier(identifier), "service": service} if account is None else {"service": service}
-    gate = throttle.check(policy, subject=throttle.subject(account.id if account else None, identifier),
-                          client_ip=client_ip, now=now)
-    if gate.refusal is not None:  # no password check at all: the same for every identifier
-        wait = gate.refusal.seconds(now)
+    # Claimed (counted, its hold set) before the password is checked: the same for every identifier.
+    claim = throttle.claim(policy, subject=throttle.subject(identifier), client_ip=client_ip, now=now)
+    if claim.refusal is not None:  # no password check at all
+        wait = claim.refusal.seconds(now)
         event = audit.record("login.throttled", account_id=account.id if account else None,
-                             reason=gate.refusal.reason, client_ip=client_ip, now=now, commit=False,
+                             reason=claim.refusal.reason, client_ip=client_ip, now=now, commit=False,
                              data={**who, "retry_after": wait})
         db.session.commit()
-        return AuthResult(account, gate.refusal.reason, event, retry_after=wait)
+        return AuthResult(account, claim.refusal.reason, event, retry_after=wait)
     pw = hasher()
     # Always one argon2 verification, whether or not the account exists, has a password or is locked.
     matches = pw.verify(account.password_hash if account else None, password)
@@ -209,18 +213,20 @@ def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: s
             reason = "locked"  # the lock holds until it runs out (or a password reset lifts it)
         if not is_locked(account, now) and (account.failed_logins or account.lockouts):
             account.failed_logins = account.lockouts = 0  # the right password: the runs are over
-    if reason in AFTER_CORRECT_PASSWORD or reason is None:
-        throttle.succeeded(gate)  # the owner: no more delays
-    else:
-        _count_failure(policy, gate, now, client_ip)
+    owner = reason is None or reason in AFTER_CORRECT_PASSWORD
+    if not owner:
+        _audit_address_block(policy, claim, now, client_ip)  # the claim already counted it and set the holds
     if reason:
         event = audit.record("login.failed", account_id=account.id if account else None, reason=reason,
                              client_ip=client_ip, now=now, commit=False, data=who)
         db.session.commit()
+        if owner:
+            throttle.succeeded(claim)  # the owner: no more delays
         return AuthResult(account, reason, event)
     if pw.needs_rehash(account.password_hash):
         account.password_hash = pw.hash(password)
     audit.record("login.succeeded", account_id=account.id, client_ip=client_ip, now=now, commit=False,
                  data={"service": service})
     db.session.commit()
+    throttle.succeeded(claim)  # after the commit, in a transaction of its own
     return AuthResult(account, None)

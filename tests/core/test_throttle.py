@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 
 import pytest
 
@@ -147,7 +148,7 @@ def test_unknown_identifiers_get_exactly_the_delays_accounts_get(app, policy):
 def test_an_unknown_identifier_is_counted_under_a_keyed_hash(app, policy):
     login(policy, "  Nobody@Student.example.edu.pl ")
     login(policy, UNKNOWN)
-    subject = throttle.subject(None, UNKNOWN)
+    subject = throttle.subject(UNKNOWN)
     assert subject.startswith("name:") and "nobody" not in subject
     assert throttle.store().read([subject])[0].count == 2  # normalised as the lookup normalises
     if isinstance(throttle.store(), throttle.SqlStore):
@@ -155,12 +156,36 @@ def test_an_unknown_identifier_is_counted_under_a_keyed_hash(app, policy):
                 if "nobody" in k] == []
 
 
-def test_every_identifier_of_an_account_shares_its_delay(app, policy):
+@pytest.mark.policy(login__lockout_threshold=5)
+def test_a_delay_on_one_identifier_shows_nothing_on_another_of_the_same_account(app, policy):
+    """Driving the album number into a delay must not confirm a guessed e-mail of the same person (a 429
+    there would say "same account"): the delay belongs to the typed identifier. The lockout still counts
+    the account's wrong passwords whichever identifier was typed, so rotating them escapes no lock."""
     account = create_account()
-    for identifier in ("12345", "s12345@student.example.edu.pl", USER.upper()):
-        login(policy, identifier)
-    assert login(policy, USER).reason == "throttled"
-    assert throttle.account_delay(account.id, T0) == at(2)
+    for _ in range(3):
+        assert login(policy, "12345").reason == "wrong_password"
+    assert login(policy, "12345").reason == "throttled"
+    for identifier in (USER, "s12345@student.example.edu.pl"):  # same account, same moment: checked, not held
+        assert login(policy, identifier).reason == "wrong_password"
+    assert login(policy, UNKNOWN).reason == "unknown_identifier"  # just as a stranger's identifier would be
+    assert fresh(account).failed_logins == 5 and fresh(account).locked_until == at(minutes=15)  # 3 + 1 + 1
+    right = login(policy, USER, PASSWORD)  # the lock is the account's, whichever identifier locked it
+    assert right.reason == "locked" and right.password_was_correct
+    assert throttle.subject("12345") != throttle.subject(USER) and throttle.subject(USER).startswith("name:")
+
+
+def test_the_helpdesk_sees_and_clears_the_delays_of_every_identifier(app, policy):
+    account = create_account()
+    for _ in range(3):
+        login(policy, "12345")
+    for _ in range(4):
+        login(policy, "S12345@student.example.edu.pl", now=at(2) if _ == 3 else T0)
+    assert throttle.account_delay(account.id, at(2)) == at(6)  # the longest wait of its identifiers
+    assert throttle.account_delay(account.id, T0) == at(6)
+    throttle.forget_account(account.id)
+    db.session.commit()
+    assert throttle.account_delay(account.id, T0) is None
+    assert login(policy, "12345", PASSWORD).ok and login(policy, "s12345@student.example.edu.pl", PASSWORD).ok
 
 
 # --- lockout: doubling, permanent, reset ----------------------------------------------------------------
@@ -340,18 +365,113 @@ def test_the_link_proof_is_throttled_and_audited(app, policy):
 
 # --- the stores ------------------------------------------------------------------------------------------
 
-def test_hits_count_reset_and_hold_at_the_given_moments(app):
+SECOND = dt.timedelta(seconds=1)
+HOUR = dt.timedelta(hours=1)
+
+
+def test_a_claim_counts_and_sets_the_hold_the_next_attempt_waits_for(app):
     s = throttle.store()
-    hour = dt.timedelta(hours=1)
-    assert [s.hit("k", at(n), reset=hour, sliding=True, keep=hour) for n in range(3)] == [1, 2, 3]
-    assert s.hit("k", at(2, hours=1), reset=hour, sliding=True, keep=hour) == 1  # an hour after the last
-    assert [s.hit("w", at(n * 1000), reset=hour, sliding=False, keep=hour) for n in range(5)] == [1, 2, 3, 4, 1]
-    s.hold("w", at(5000), at(4000))
-    s.hold("w", at(4500), at(4000))  # never shortens
-    [w, k, none] = s.read(["w", "k", "none"])
-    assert (w.count, w.until, k.count, none) == (1, at(5000), 1, None)
-    s.clear("w", "k")
-    assert s.read(["w", "k"]) == [None, None]
+    run = throttle.Rule("k", sliding=True, reset=HOUR, keep=HOUR, after=2, wait=2 * SECOND, growth=2, cap=5 * SECOND)
+    claims = [(s.claim([run], at(n)), n) for n in (0, 0, 1, 2, 6, 11)]
+    assert [(ok, slot.count, slot.until) for (ok, [slot]), _ in claims] == [
+        (True, 1, None), (True, 2, at(2)),  # the second attempt holds the third back ...
+        (False, 0, at(2)),  # ... which is refused, uncounted ...
+        (True, 3, at(6)), (True, 4, at(11)), (True, 5, at(16))]  # ... doubling, capped at 5 s
+    assert s.read(["k"])[0].count == 5
+    assert s.claim([run], at(16, hours=1))[1][0].count == 1  # an hour after its last attempt: a new run
+    s.release("k", None, None)  # a correct password: the run is over
+    assert s.read(["k"]) == [None]
+
+
+def test_a_fixed_window_and_an_uncounted_success(app):
+    s = throttle.store()
+    window = throttle.Rule("w", sliding=False, reset=HOUR, keep=2 * HOUR, after=3, wait=HOUR, growth=1, cap=HOUR)
+    assert [s.claim([window], at(n))[1][0].until for n in range(2)] == [None, None]
+    ok, [third] = s.claim([window], at(2))
+    assert ok and third.count == 3 and third.until == at(2, hours=1)  # the block, set before the check
+    s.release(None, "w", third)  # ... which turned out to be a correct password: un-counted, block lifted
+    [w] = s.read(["w"])
+    assert (w.count, w.until) == (2, None)
+    ok, [again] = s.claim([window], at(3))
+    assert ok and again.count == 3 and again.until == at(3, hours=1)
+    assert s.claim([window], at(4)) == (False, [throttle.Slot(until=at(3, hours=1))])
+    assert s.claim([window], at(3, hours=1))[1][0].count == 1  # a new window: the first attempt an hour ago
+
+
+def test_a_claim_refused_by_one_key_counts_under_none(app):
+    s = throttle.store()
+    run = throttle.Rule("subject", sliding=True, reset=HOUR, keep=HOUR, after=5, wait=SECOND, growth=2, cap=HOUR)
+    block = throttle.Rule("address", sliding=False, reset=HOUR, keep=HOUR, after=1, wait=HOUR, growth=1, cap=HOUR)
+    assert s.claim([block], T0)[0]
+    ok, slots = s.claim([run, block], at(1))
+    assert not ok and slots == [throttle.Slot(), throttle.Slot(until=at(0, hours=1))]
+    assert s.read(["subject"]) == [None]  # both keys, or neither
+
+
+@pytest.mark.policy(login__lockout_threshold=0)
+def test_parallel_attempts_cannot_share_a_window(app, policy, monkeypatch):
+    """Eight requests at one moment, each while the others' passwords are still being verified: only the
+    three before the first delay get a check, the rest wait — whichever node or thread they reach."""
+    import threading
+
+    from idp.core.passwords import Passwords
+
+    create_account()
+    real, verified, lock = Passwords.verify, [], threading.Lock()
+
+    def slow_verify(self, stored, pw):
+        with lock:
+            verified.append(1)
+        time.sleep(0.3)  # every request is let in (or not) while the first ones are still verifying
+        return real(self, stored, pw)
+
+    monkeypatch.setattr(Passwords, "verify", slow_verify)
+    results, start = [], threading.Barrier(8)
+
+    def attempt(n: int):
+        with app.app_context():
+            start.wait()
+            r = authn.authenticate(USER, WRONG, policy, client_ip=f"192.0.2.{n}", now=T0)
+            with lock:
+                results.append(r.reason)
+            db.session.remove()
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == ["throttled"] * 5 + ["wrong_password"] * 3
+    assert len(verified) == 3
+    assert login(policy, USER, PASSWORD, now=at(1)).reason == "throttled"  # the hold the third one set
+    assert login(policy, USER, PASSWORD, now=at(2)).ok
+
+
+@pytest.mark.policy(login__address_failures=5, login__delay_after=0)
+def test_parallel_attempts_from_one_address_stop_at_its_threshold(app, policy):
+    """Direct claims, twelve at once from one address (each a different identifier, as in spraying), none
+    of them reported back yet: five are let through, and the block starts with the fifth."""
+    import threading
+
+    results, lock, start = [], threading.Lock(), threading.Barrier(12)
+
+    def attempt(n: int):
+        with app.app_context():
+            start.wait()
+            claim = throttle.claim(policy, subject=throttle.subject(f"guess{n}@example.edu.pl"), client_ip=IP, now=T0)
+            with lock:
+                results.append(claim)
+            db.session.remove()
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    taken = [c for c in results if c.refusal is None]
+    assert len(results) == 12 and len(taken) == 5
+    assert [c.address_blocked_until for c in taken].count(at(minutes=10)) == 1  # exactly one starts the block
+    assert {c.refusal.reason for c in results if c.refusal} == {"address_blocked"}
 
 
 def test_expired_sql_rows_are_purged(app, policy):
@@ -367,12 +487,58 @@ def test_expired_sql_rows_are_purged(app, policy):
     assert db.session.scalar(db.select(db.func.count()).select_from(ThrottleCounter)) == 0
 
 
+def test_the_purge_works_in_batches_of_its_own(app, policy):
+    if not isinstance(throttle.store(), throttle.SqlStore):
+        pytest.skip("Redis keys expire by themselves")
+    for n in range(7):
+        login(policy, f"guess{n}@example.edu.pl", ip=None)
+    s = throttle.SqlStore()
+    assert s.purge(at(hours=13), batch=3, batches=1) == 3  # one transaction of three rows
+    assert s.purge(at(hours=13), batch=3) == 4  # then until a batch comes back short
+    assert db.session.scalar(db.select(db.func.count()).select_from(ThrottleCounter)) == 0
+
+
+def test_a_failing_purge_never_fails_a_login(app, policy, monkeypatch, caplog):
+    if not isinstance(throttle.store(), throttle.SqlStore):
+        pytest.skip("Redis keys expire by themselves")
+    from sqlalchemy.exc import OperationalError
+
+    def broken(self, now, **kw):
+        raise OperationalError("DELETE", {}, Exception("deadlock detected"))
+
+    create_account()
+    monkeypatch.setattr(throttle, "PURGE_CHANCE", 1.0)
+    assert login(policy, USER, PASSWORD).ok  # a real purge after the claim, outside the login's transaction
+    monkeypatch.setattr(throttle.SqlStore, "purge", broken)
+    assert login(policy, UNKNOWN).reason == "unknown_identifier"
+    assert login(policy, USER, PASSWORD).ok
+    assert "throttle purge failed" in caplog.text
+
+
+def test_a_claim_with_uncommitted_changes_in_the_session(app, policy):
+    """A caller that already wrote (uncommitted) in the session: on SQLite the claim then goes into a
+    savepoint of that session instead of waiting for it on a second connection (the file's one writer)."""
+    if not isinstance(throttle.store(), throttle.SqlStore):
+        pytest.skip("SQL only")
+    account = create_account()
+    account.first_name = "Ludwik"
+    db.session.flush()
+    started = time.monotonic()
+    for _ in range(3):
+        assert authn.verify_known(account, WRONG, policy, client_ip=IP, now=T0) is False
+    with pytest.raises(authn.Throttled):
+        authn.verify_known(account, PASSWORD, policy, client_ip=IP, now=T0)
+    assert time.monotonic() - started < 3
+    db.session.commit()
+    assert fresh(account).first_name == "Ludwik" and fresh(account).failed_logins == 3
+
+
 def test_redis_keys_expire_by_themselves(app, policy):
     if not isinstance(throttle.store(), throttle.RedisStore):
         pytest.skip("needs Redis")
     from idp.extensions import shared
 
     login(policy, UNKNOWN)
-    key = shared.key("throttle", throttle.subject(None, UNKNOWN))
+    key = shared.key("throttle", throttle.subject(UNKNOWN))
     assert 11 * 3600 < shared.redis.ttl(key) <= 12 * 3600 + 60
     assert key.startswith(app.config["REDIS_PREFIX"])

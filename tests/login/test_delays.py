@@ -139,6 +139,54 @@ def test_unknown_and_known_identifiers_get_the_same_pages(browser, person, after
     assert len({e.account_id for e in events("login.throttled")}) == 2  # the account, and None
 
 
+def test_a_delay_on_one_identifier_says_nothing_about_another_of_the_same_person(browser, person, afternoon):
+    """Three wrong passwords on the album number, then a guessed e-mail address of the same person: it gets
+    the wrong-password page (401) exactly as a stranger's address would — not the delay (429), which would
+    confirm that the address belongs to the account. The lockout still counts both (test_lockout.py)."""
+    attacker = browser()
+    wrong(attacker, 3, username="12345")
+    assert cas_login(attacker, "12345", WRONG).status_code == 429
+    guessed = cas_login(attacker, USER, WRONG)
+    stranger = cas_login(attacker, UNKNOWN, WRONG)
+    assert guessed.status_code == stranger.status_code == 401 and "Retry-After" not in guessed.headers
+    assert page_error(text(guessed)) == page_error(text(stranger)) == "Invalid login or password"
+    assert db.session.get(Account, person.id).failed_logins == 4
+
+
+def test_parallel_posts_get_no_more_checks_than_one_after_another(browser, person, afternoon, monkeypatch):
+    """Six browsers post wrong passwords for one login at the same moment, each while the others are still
+    being verified: three are checked (401), the other three wait (429) — as they would one by one."""
+    import threading
+    import time
+
+    from idp.core.passwords import Passwords
+
+    real, lock, verified = Passwords.verify, threading.Lock(), []
+
+    def slow_verify(self, stored, pw):
+        with lock:
+            verified.append(1)
+        time.sleep(0.3)
+        return real(self, stored, pw)
+
+    monkeypatch.setattr(Passwords, "verify", slow_verify)
+    clients, statuses = [browser() for _ in range(6)], []
+    pages = [c.get("/cas/login") for c in clients]
+
+    def post(c, page):
+        r = c.post("/cas/login", data={"csrf_token": csrf_token(text(page)), "username": USER, "password": WRONG})
+        with lock:
+            statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=post, args=pair) for pair in zip(clients, pages, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(statuses) == [401] * 3 + [429] * 3
+    assert len(verified) == 3
+
+
 # --- the client address -----------------------------------------------------------------------------------
 
 @pytest.mark.policy(login__address_failures=5, login__delay_after=0)
