@@ -55,3 +55,13 @@ class Documents:
 
     def since(self, mark: int) -> list[tuple[str, int]]:
         return self.seen[mark:]
+
+
+#: Rules that compare with stored passwords: the live checklist leaves them pending (checked on submit,
+#: never as someone types — see idp/core/policy.py evaluate(defer_stored=True)).
+CHECKED_ON_SUBMIT = {"reused", "same_as_current"}
+
+
+def all_ok(states: dict[str, str]) -> bool:
+    """Every rule shown as met, but those only the submit checks (shown pending)."""
+    return all(state == ("pending" if code in CHECKED_ON_SUBMIT else "ok") for code, state in states.items())

@@ -12,7 +12,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.helpers import submit_login, ticket_of
+from tests.e2e.helpers import all_ok, submit_login, ticket_of
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +92,7 @@ def test_temporary_password_is_changed_with_live_feedback_before_the_cas_app(
 
     # A strong password: every rule ticks and the strength shows the server's "strong" wording.
     states = _type_new_password(page, STRONG)
-    assert states and set(states.values()) == {"ok"}, states
+    assert states and all_ok(states), states
     expect(page.locator("#new_password-strength .strength-value")).to_have_text(STRONG_WORDING)
     expect(page.locator("#new_password-strength")).to_have_attribute("data-state", "ok")
     all_met = page.locator("#new_password-strength").get_attribute("data-all-met")
@@ -141,7 +141,7 @@ def test_account_page_server_accepts_exactly_what_the_checklist_calls_acceptable
     for candidate in (PERSONAL, WEAK, STRONG_2):
         page.locator("#current_password").fill(current)
         states = _type_new_password(page, candidate)
-        acceptable = bool(states) and set(states.values()) == {"ok"}
+        acceptable = bool(states) and all_ok(states)
         strength = _strength(page)
         assert bool(STRONG_WORDING.search(strength)) == acceptable, (candidate, strength, states)
         response = _submit_change(page, current, candidate)
@@ -168,7 +168,7 @@ def test_checklist_pauses_on_429_and_falls_back_on_network_errors(idp, make_pers
 
     # A real verdict first; the request carries the token from the page's meta tag.
     states = _type_new_password(page, STRONG)
-    assert set(states.values()) == {"ok"}, states
+    assert all_ok(states), states
     sent = requests[-1]
     token = page.locator('meta[name="csrf-token"]').get_attribute("content")
     assert sent.method == "POST" and sent.headers.get("x-csrftoken") == token
@@ -180,7 +180,7 @@ def test_checklist_pauses_on_429_and_falls_back_on_network_errors(idp, make_pers
     assert states == {"too_long": "fail"}, states
     expect(page.locator('#password-rules li[data-rule="too_long"] .rule-label')).not_to_be_empty()
     states = _type_new_password(page, STRONG)
-    assert "too_long" not in states and set(states.values()) == {"ok"}, states
+    assert "too_long" not in states and all_ok(states), states
 
     # 429: a short "paused" note, and no rule is left claimed met for the new input.
     page.route(check_url, lambda route: route.fulfill(status=429, headers={"Retry-After": "30"},
