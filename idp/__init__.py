@@ -88,6 +88,9 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
         MAIL_SUPPRESS_SEND=False,  # the outbox decides what is sent; tests use an SMTP sink
     )
     logging.basicConfig(level=cfg["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The app's own loggers follow LOG_LEVEL whatever an earlier app in this process set (the CLI quiets
+    # them for its commands; `idp serve` workers and tests build apps after it).
+    logging.getLogger("idp").setLevel(cfg["LOG_LEVEL"])
 
     app.extensions["idp.policy"] = load_policy(cfg["POLICY"], policy_overrides)
     db.init_app(app)
