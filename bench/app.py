@@ -42,6 +42,20 @@ def create_app():
         return Response("ok" if account is not None else "missing", mimetype="text/plain",
                         status=200 if account is not None else 404)
 
+    from idp.core.passwords import hasher
+
+    reference_hash = None
+
+    @app.get("/_bench/argon2")
+    def _bench_argon2():
+        """One argon2 verification inside a worker, with the app's parameters: splits "argon2 is slower in
+        the server" from "the login costs more than its argon2" (diagnostic; bench/run.py does not use it)."""
+        nonlocal reference_hash
+        if reference_hash is None:
+            reference_hash = hasher().hash("bench-reference-password")
+        ok = hasher().verify(reference_hash, "bench-reference-password")
+        return Response("ok" if ok else "no", mimetype="text/plain")
+
     return app
 
 
