@@ -2,6 +2,8 @@
 
 The database is SQLite by default; set IDP_TEST_DATABASE_URL (e.g. postgresql://127.0.0.1/test) to run
 the same suite on PostgreSQL. Each test run gets its own PostgreSQL schema; rows are wiped between tests.
+IDP_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) puts every app's short-lived state in Redis, under a key
+prefix of its own.
 """
 from __future__ import annotations
 

@@ -33,6 +33,22 @@ def postgres_schema(base: str, prefix: str) -> Iterator[str]:
 def redis_settings() -> dict[str, str]:
     """REDIS_URL and a fresh key namespace when the run uses Redis (IDP_TEST_REDIS_URL), else nothing."""
     url = os.environ.get("IDP_TEST_REDIS_URL")
-    if not url:
-        return {}
+    return redis_settings_for(url) if url else {}
+
+
+def local_redis_url() -> str | None:
+    """A Redis for the tests that exercise the Redis stores in every run: IDP_TEST_REDIS_URL, else the
+    machine's own (127.0.0.1:6379, which .ci/run starts when it is down); None when none answers."""
+    import redis
+
+    url = os.environ.get("IDP_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return None
+    return url
+
+
+def redis_settings_for(url: str) -> dict[str, str]:
+    """REDIS_URL `url` under a fresh key namespace."""
     return {"REDIS_URL": url, "REDIS_PREFIX": f"idptest:{uuid.uuid4().hex[:12]}:"}

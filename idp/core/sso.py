@@ -91,7 +91,7 @@ def find(tgt: str | None, policy: Policy, now: dt.datetime | None = None, touch:
 
 
 #: How stale last_used_at may be: idle lifetimes are minutes long, so a session in busy use is written
-#: once a minute rather than on every request (each write is a commit on the hot login path).
+#: at most every 30 seconds rather than on every request (each write is a commit on the hot login path).
 TOUCH_EVERY = dt.timedelta(seconds=30)
 
 

@@ -3,8 +3,6 @@ once only, gone after logout, kept across a re-login — and nothing of them rea
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 
 import pytest
 import redis
@@ -14,20 +12,11 @@ from idp.extensions import db, shared
 from idp.models import SsoSession, Ticket
 from tests.cas.conftest import USER, failure_code, login_ticket, success, validate
 from tests.conftest import USOSWEB, cas_login, ticket_from
+from tests.databases import local_redis_url, redis_settings_for
 from tests.factories import PASSWORD
 
-REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
-
-
-def _redis_up() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
-
-
-pytestmark = [pytest.mark.skipif(not _redis_up(), reason=f"no Redis at {REDIS_URL}"),
-              pytest.mark.settings(REDIS_URL=REDIS_URL, REDIS_PREFIX=f"idptest:{uuid.uuid4().hex[:12]}:")]
+#: Every run uses Redis here (CI starts it when it is down): a missing Redis fails, it is not skipped.
+pytestmark = pytest.mark.settings(**redis_settings_for(local_redis_url() or "redis://127.0.0.1:6379/0"))
 
 
 def test_a_service_ticket_lives_in_redis_and_validates_once(client, person, app):

@@ -5,7 +5,6 @@ exactly like accounts. Every test runs against the SQL store and, when IDP_TEST_
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from idp.core import authn, helpdesk, linking, throttle
 from idp.extensions import db
 from idp.models import Account, AuditEvent, PendingLink, ThrottleCounter
 from tests.conftest import make_app
-from tests.databases import redis_settings
+from tests.databases import local_redis_url, redis_settings_for
 from tests.factories import PASSWORD, create_account
 
 USER = "lukasz.zolkiewski@student.example.edu.pl"
@@ -27,11 +26,12 @@ DESK = helpdesk.Actor("hanna.pomocna@example.edu.pl", None, None, "cli")
 
 @pytest.fixture(params=["sql", "redis"])
 def app(request, database_url, instance_dir):
-    """The app with the SQL store, and again with Redis when the run has one."""
+    """The app with the SQL store, and again with Redis (every run: CI starts one; see local_redis_url)."""
     if request.param == "redis":
-        if not os.environ.get("IDP_TEST_REDIS_URL"):
-            pytest.skip("IDP_TEST_REDIS_URL is not set")
-        extra = redis_settings()
+        url = local_redis_url()
+        if url is None:
+            pytest.fail("no Redis answers (IDP_TEST_REDIS_URL or 127.0.0.1:6379): start it as .ci/run does")
+        extra = redis_settings_for(url)
     else:
         extra = {"REDIS_URL": None}
     yield from make_app(request, database_url, instance_dir, extra)
@@ -474,9 +474,9 @@ def test_parallel_attempts_from_one_address_stop_at_its_threshold(app, policy):
     assert {c.refusal.reason for c in results if c.refusal} == {"address_blocked"}
 
 
+@pytest.mark.parametrize("app", ["sql"], indirect=True)
 def test_expired_sql_rows_are_purged(app, policy):
-    if not isinstance(throttle.store(), throttle.SqlStore):
-        pytest.skip("Redis keys expire by themselves")
+    assert isinstance(throttle.store(), throttle.SqlStore)
     login(policy, UNKNOWN)
     db.session.commit()
     s = throttle.SqlStore()
@@ -487,9 +487,9 @@ def test_expired_sql_rows_are_purged(app, policy):
     assert db.session.scalar(db.select(db.func.count()).select_from(ThrottleCounter)) == 0
 
 
+@pytest.mark.parametrize("app", ["sql"], indirect=True)
 def test_the_purge_works_in_batches_of_its_own(app, policy):
-    if not isinstance(throttle.store(), throttle.SqlStore):
-        pytest.skip("Redis keys expire by themselves")
+    assert isinstance(throttle.store(), throttle.SqlStore)
     for n in range(7):
         login(policy, f"guess{n}@example.edu.pl", ip=None)
     s = throttle.SqlStore()
@@ -498,9 +498,9 @@ def test_the_purge_works_in_batches_of_its_own(app, policy):
     assert db.session.scalar(db.select(db.func.count()).select_from(ThrottleCounter)) == 0
 
 
+@pytest.mark.parametrize("app", ["sql"], indirect=True)
 def test_a_failing_purge_never_fails_a_login(app, policy, monkeypatch, caplog):
-    if not isinstance(throttle.store(), throttle.SqlStore):
-        pytest.skip("Redis keys expire by themselves")
+    assert isinstance(throttle.store(), throttle.SqlStore)
     from sqlalchemy.exc import OperationalError
 
     def broken(self, now, **kw):
@@ -515,11 +515,11 @@ def test_a_failing_purge_never_fails_a_login(app, policy, monkeypatch, caplog):
     assert "throttle purge failed" in caplog.text
 
 
+@pytest.mark.parametrize("app", ["sql"], indirect=True)
 def test_a_claim_with_uncommitted_changes_in_the_session(app, policy):
     """A caller that already wrote (uncommitted) in the session: on SQLite the claim then goes into a
     savepoint of that session instead of waiting for it on a second connection (the file's one writer)."""
-    if not isinstance(throttle.store(), throttle.SqlStore):
-        pytest.skip("SQL only")
+    assert isinstance(throttle.store(), throttle.SqlStore)
     account = create_account()
     account.first_name = "Ludwik"
     db.session.flush()
@@ -533,9 +533,9 @@ def test_a_claim_with_uncommitted_changes_in_the_session(app, policy):
     assert fresh(account).first_name == "Ludwik" and fresh(account).failed_logins == 3
 
 
+@pytest.mark.parametrize("app", ["redis"], indirect=True)
 def test_redis_keys_expire_by_themselves(app, policy):
-    if not isinstance(throttle.store(), throttle.RedisStore):
-        pytest.skip("needs Redis")
+    assert isinstance(throttle.store(), throttle.RedisStore)
     from idp.extensions import shared
 
     login(policy, UNKNOWN)
