@@ -75,9 +75,10 @@ def redact(text: str | None, limit: int) -> str | None:
 
 def _fail(code: str, description: str, *, account_id: int | None = None, service: str | None = None,
           client_ip: str | None = None, now: dt.datetime) -> Failure:
-    audit.record("cas.validate.failed", actor=redact(service, 254) or "unknown", account_id=account_id,
+    audit.append("cas.validate.failed", actor=redact(service, 254) or "unknown", account_id=account_id,
                  reason=code, client_ip=client_ip,
                  data={"service": redact(service, 512), "detail": redact(description, 512)}, now=now)
+    db.session.commit()
     return Failure(code, description)
 
 
@@ -117,25 +118,39 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
     if renew and not row.from_new_login:
         return _fail("INVALID_TICKET", f"Ticket {ticket} did not come from an initial login and renew was set",
                      account_id=row.account_id, service=service, client_ip=client_ip, now=now)
-    # The account with its identifiers in one query: the user name and attributes are read from them.
-    account = db.session.get(Account, row.account_id, options=[joinedload(Account.identifiers)])
-    session = db.session.get(SsoSession, row.session_id)
-    if account is None or account.status != "active" or session is None:
+    # The account with its identifiers (the user name and attributes are read from them) and the session's
+    # auth time, in one query: none when the session has gone.
+    found = db.session.execute(_ACCOUNT_IN_SESSION, {"account_id": row.account_id, "session_id": row.session_id}
+                               ).unique().first()
+    account, auth_time = found if found is not None else (None, None)
+    if account is None or account.status != "active":
         return _fail("INVALID_TICKET", f"Ticket {ticket} belongs to an account that can no longer log in",
                      account_id=row.account_id, service=service, client_ip=client_ip, now=now)
-    svc = db.session.get(Service, row.service_id) if row.service_id else None
+    svc = db.session.execute(_SERVICE, {"id": row.service_id}).first() if row.service_id else None
     result = Success(user=username_for(account, svc, policy), proxies=list(row.proxies or []))
     if with_attributes:
-        result.attributes = released_attributes(account, svc, policy, auth_time=session.auth_time,
+        result.attributes = released_attributes(account, svc, policy, auth_time=auth_time,
                                                 new_login=row.from_new_login)
     if pgt_url:
         outcome = _grant_pgt(pgt_url, row, svc, settings, now, client_ip)
         if isinstance(outcome, Failure):
             return outcome
         result.pgtiou = outcome
-    audit.record("cas.validate.succeeded", actor=svc.name if svc else service, account_id=account.id,
+    audit.append("cas.validate.succeeded", actor=svc.name if svc else service, account_id=account.id,
                  client_ip=client_ip, now=now, data={"kind": row.kind})
+    db.session.commit()
     return result
+
+
+_ACCOUNT_IN_SESSION = (
+    db.select(Account, SsoSession.auth_time).join(SsoSession, SsoSession.account_id == Account.id)
+    .where(Account.id == db.bindparam("account_id"), SsoSession.id == db.bindparam("session_id"))
+    .options(joinedload(Account.identifiers)))
+
+
+#: What validation reads of the service: columns, not an ORM object (a row answers the same attribute names).
+_SERVICE = db.select(Service.id, Service.name, Service.username_attribute, Service.attributes,
+                     Service.allow_proxy).where(Service.id == db.bindparam("id"))
 
 
 def _grant_pgt(pgt_url: str, row, svc: Service | None, settings: Settings, now: dt.datetime,

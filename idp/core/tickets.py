@@ -108,7 +108,7 @@ def _load(key: str, raw: bytes | str) -> TicketData:
                       expires_at=dt.datetime.fromisoformat(d["expires_at"]))
 
 
-def consume(ticket: str, now: dt.datetime) -> Ticket | TicketData | None:
+def consume(ticket: str, now: dt.datetime) -> TicketData | None:
     """Mark a one-time ticket used and return it; None when unknown or already used.
 
     The caller still checks expiry and service: a failed validation has burned the ticket anyway,
@@ -135,9 +135,16 @@ def consume(ticket: str, now: dt.datetime) -> Ticket | TicketData | None:
         return data
     # One statement claims and reads the row. It is committed with the validation's audit event (every
     # outcome records one): a second validation racing this one waits for that commit and finds it used.
-    return db.session.scalar(
-        db.update(Ticket).where(Ticket.id == key, Ticket.consumed_at.is_(None), Ticket.kind.in_(ONE_TIME))
-        .values(consumed_at=now).returning(Ticket).execution_options(synchronize_session=False))
+    row = db.session.connection().execute(_CLAIM, {"key": key, "now": now}).first()
+    return None if row is None else TicketData(id=key, **row._mapping, consumed_at=now)
+
+
+_T = Ticket.__table__
+#: Built once: the claim runs on every validation (Core, not the ORM: nothing here needs an identity map).
+_CLAIM = (db.update(_T).where(_T.c.id == db.bindparam("key"), _T.c.consumed_at.is_(None), _T.c.kind.in_(ONE_TIME))
+          .values(consumed_at=db.bindparam("now"))
+          .returning(_T.c.kind, _T.c.session_id, _T.c.account_id, _T.c.service, _T.c.service_id,
+                     _T.c.from_new_login, _T.c.proxies, _T.c.created_at, _T.c.expires_at))
 
 
 def live_session(data: TicketData) -> SsoSession | None:

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from types import SimpleNamespace
 from pathlib import Path
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
@@ -21,7 +22,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.util import create_half_hash
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy.orm import joinedload
 
 from idp.core import audit, claims, metrics
@@ -63,6 +64,7 @@ class Client(ClientMixin):
     """An OIDC client from the service registry, as Authlib sees it."""
 
     def __init__(self, service: Service):
+        #: The registry entry: a read-only row of the service table (attribute names as on the model).
         self.service = service
 
     @property
@@ -115,11 +117,19 @@ class Client(ClientMixin):
         return grant_type in allowed
 
 
+#: The registry row as read-only columns (a row answers the same attribute names as the model).
+_CLIENT = db.select(*Service.__table__.c).where(Service.protocol == "oidc", Service.client_id == db.bindparam("b_client_id"))
+
+
 def query_client(client_id: str | None) -> Client | None:
+    """The registered client; looked up once per request (Authlib asks again while building the token)."""
     if not client_id:
         return None
-    svc = db.session.scalar(db.select(Service).where(Service.protocol == "oidc", Service.client_id == client_id))
-    return Client(svc) if svc else None
+    known = g.setdefault("idp_oidc_clients", {})
+    if client_id not in known:
+        svc = db.session.connection().execute(_CLIENT, {"b_client_id": client_id}).first()
+        known[client_id] = Client(svc) if svc else None
+    return known[client_id]
 
 
 # --- tokens ---------------------------------------------------------------------------------------------
@@ -127,7 +137,7 @@ def query_client(client_id: str | None) -> Client | None:
 def save_token(token: dict, request) -> None:
     """Store an issued token pair by digest, in the family and SSO session it descends from.
 
-    Flushed, not committed: the token endpoint commits once the response (with its ID token) is built, so
+    Inserted, not committed: the token endpoint commits once the response (with its ID token) is built, so
     the rows the ID token is made from are not expired and read again, and a failed commit answers 500
     instead of handing out tokens that were never stored."""
     cfg = current_app.config
@@ -153,18 +163,21 @@ def save_token(token: dict, request) -> None:
     # scope is identical to the presented one's, even when the client asked for a narrower access token.
     refresh_scope = parent.scope if parent is not None else scope
     if refresh and set(refresh_scope.split()) != set(scope.split()):
-        db.session.add(OAuthToken(**common, access_token_hash=digest(token["access_token"]), scope=scope,
-                                  access_expires_at=access_expires))
-        # The refresh token's own row: its access half is a random value never handed out, expired at once.
-        db.session.add(OAuthToken(**common, access_token_hash=digest(secrets.token_urlsafe(32)),
-                                  refresh_token_hash=digest(refresh), scope=refresh_scope, access_expires_at=now,
-                                  refresh_expires_at=refresh_expires))
+        rows = [dict(common, access_token_hash=digest(token["access_token"]), refresh_token_hash=None, scope=scope,
+                     access_expires_at=access_expires, refresh_expires_at=None),
+                # The refresh token's own row: its access half is a random value never handed out, expired at once.
+                dict(common, access_token_hash=digest(secrets.token_urlsafe(32)), refresh_token_hash=digest(refresh),
+                     scope=refresh_scope, access_expires_at=now, refresh_expires_at=refresh_expires)]
     else:
-        db.session.add(OAuthToken(**common, access_token_hash=digest(token["access_token"]),
-                                  refresh_token_hash=digest(refresh) if refresh else None, scope=scope,
-                                  access_expires_at=access_expires, refresh_expires_at=refresh_expires))
-    db.session.flush()
+        rows = [dict(common, access_token_hash=digest(token["access_token"]),
+                     refresh_token_hash=digest(refresh) if refresh else None, scope=scope,
+                     access_expires_at=access_expires, refresh_expires_at=refresh_expires)]
+    for row in rows:  # one INSERT each (Core: no ORM object is read back)
+        db.session.connection().execute(_INSERT_TOKEN, row)
     metrics.token_issued(request.payload.grant_type if request.payload else None)
+
+
+_INSERT_TOKEN = db.insert(OAuthToken.__table__)
 
 
 def revoke_family(family: str, now: dt.datetime) -> int:
@@ -217,6 +230,14 @@ class S256CodeChallenge(CodeChallenge):
         return super().validate_code_challenge(grant, redirect_uri)
 
 
+_C = AuthorizationCode.__table__
+_CLAIM_CODE = (db.update(_C).where(_C.c.code_hash == db.bindparam("b_code_hash"),
+                                   _C.c.client_id == db.bindparam("b_client_id"),
+                                   _C.c.used_at.is_(None))
+               .values(used_at=db.bindparam("b_now"))
+               .returning(*[c for c in _C.c if c.key != "used_at"]))
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     AUTHORIZATION_CODE_LENGTH = 43
@@ -239,26 +260,30 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         db.session.commit()
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
-        """Use the code up at once (a conditional UPDATE: two exchanges cannot both win). A second
-        exchange revokes every token the first one produced (RFC 6749 §4.1.2)."""
+        """Use the code up at once (one conditional UPDATE: two exchanges cannot both win). A second
+        exchange revokes every token the first one produced (RFC 6749 §4.1.2).
+
+        The claim is committed with the tokens (the token view's one commit): a racing second exchange
+        waits for that commit, then finds the code used and the first exchange's token family to revoke."""
         now = utcnow()
-        row = db.session.scalar(db.select(AuthorizationCode).where(
-            AuthorizationCode.code_hash == digest(code), AuthorizationCode.client_id == client.get_client_id()))
-        if row is None:
-            return None
-        result = db.session.execute(db.update(AuthorizationCode).where(
-            AuthorizationCode.id == row.id, AuthorizationCode.used_at.is_(None)).values(used_at=now))
-        db.session.commit()
-        if result.rowcount != 1:
-            families = set(db.session.scalars(db.select(OAuthToken.family).where(OAuthToken.code_id == row.id)))
+        found = db.session.connection().execute(_CLAIM_CODE, {"b_code_hash": digest(code),
+                                                              "b_client_id": client.get_client_id(), "b_now": now}
+                                                ).first()
+        if found is None:
+            used = db.session.execute(db.select(AuthorizationCode.id, AuthorizationCode.account_id).where(
+                AuthorizationCode.code_hash == digest(code), AuthorizationCode.client_id == client.get_client_id())
+            ).first()
+            if used is None:
+                return None
+            families = set(db.session.scalars(db.select(OAuthToken.family).where(OAuthToken.code_id == used.id)))
             for family in families:
                 revoke_family(family, now)
-            audit.record("oidc.code.replayed", actor=client.name, account_id=row.account_id, reason="code_reuse",
+            audit.record("oidc.code.replayed", actor=client.name, account_id=used.account_id, reason="code_reuse",
                          data={"client_id": client.get_client_id(), "revoked_families": len(families)})
             return None
-        # The commit expired the row: reading expires_at reloads it (used_at included). The session is kept
-        # on the request: the identity map holds objects weakly, and save_token and the ID token's sid
-        # would read it again.
+        # A plain object with the row's values (never added to the session: the row is already claimed).
+        row = AuthorizationCode(**found._mapping, used_at=now)
+        # The session is kept on the request: save_token and the ID token's sid read it too.
         session = db.session.get(SsoSession, row.session_id) if row.session_id else None
         self.request.code_session = session
         if row.expires_at <= now or (row.session_id is not None and not _alive(session, now)):
@@ -365,6 +390,16 @@ def _check_token_params(request) -> None:
         raise InvalidRequestError("Missing 'token' in request.")
 
 
+def _introspect_query(column):
+    return (db.select(*OAuthToken.__table__.c, SsoSession.id.label("session_found"),
+                      SsoSession.ended_at.label("session_ended_at"), SsoSession.expires_at.label("session_expires_at"))
+            .outerjoin(SsoSession, SsoSession.id == OAuthToken.session_id).where(column == db.bindparam("b_key")))
+
+
+_INTROSPECT = {"access_token": _introspect_query(OAuthToken.access_token_hash),
+               "refresh_token": _introspect_query(OAuthToken.refresh_token_hash)}
+
+
 class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
@@ -381,10 +416,16 @@ class Introspection(IntrospectionEndpoint):
         _check_token_params(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None):
-        row = find_token(token_string, token_type_hint)
-        if row is not None:  # which half of the row was presented decides which lifetime counts
-            row.presented = "refresh_token" if row.refresh_token_hash == digest(token_string) else "access_token"
-        return row
+        """The token's row with its session's state, in one read-only query (Core: apps introspect every
+        request they serve). `presented` says which half of the row was shown: it decides the lifetime."""
+        key = digest(token_string)
+        order = ("refresh_token", "access_token") if token_type_hint == "refresh_token" else \
+            ("access_token", "refresh_token")
+        for kind in order:
+            row = db.session.connection().execute(_INTROSPECT[kind], {"b_key": key}).first()
+            if row is not None:
+                return SimpleNamespace(**row._mapping, presented=kind)
+        return None
 
     def check_permission(self, token: OAuthToken, client: Client, request) -> bool:
         """Resource servers (any confidential client, e.g. the mail server) may introspect."""
@@ -399,8 +440,10 @@ class Introspection(IntrospectionEndpoint):
         now = utcnow()
         refresh = getattr(token, "presented", "access_token") == "refresh_token"
         expires = token.refresh_expires_at if refresh else token.access_expires_at
+        session_alive = token.session_id is None or (token.session_found is not None and token.session_ended_at is None
+                                                     and token.session_expires_at > now)
         active = (token.revoked_at is None and token.rotated_at is None and (expires is None or expires > now)
-                  and session_alive(token.session_id, now))
+                  and session_alive)
         if not active:
             return {"active": False}
         out = {"active": True, "client_id": token.client_id, "scope": token.scope, "iat": _ts(token.issued_at),
