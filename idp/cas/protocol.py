@@ -30,6 +30,17 @@ class Success:
 
 
 @dataclass(frozen=True)
+class ServiceView:
+    """What validation reads of a registered service."""
+
+    id: int
+    name: str
+    username_attribute: str | None
+    attributes: list[str]
+    allow_proxy: bool
+
+
+@dataclass(frozen=True)
 class Settings:
     """What validation needs from configuration, passed in explicitly."""
 
@@ -38,7 +49,7 @@ class Settings:
     allow_loopback: bool
 
 
-def username_for(account: Account, service: Service | None, policy: Policy) -> str:
+def username_for(account: Account, service: ServiceView | None, policy: Policy) -> str:
     """<cas:user>: the canonical identifier, or the service's own username_attribute."""
     if service is not None and service.username_attribute:
         value = attribute(account, service.username_attribute, policy)
@@ -47,7 +58,7 @@ def username_for(account: Account, service: Service | None, policy: Policy) -> s
     return canonical_username(account, policy)
 
 
-def released_attributes(account: Account, service: Service | None, policy: Policy, *, auth_time: dt.datetime,
+def released_attributes(account: Account, service: ServiceView | None, policy: Policy, *, auth_time: dt.datetime,
                         new_login: bool) -> dict[str, object]:
     """CAS 3.0 attributes: the three the schema requires, then what the registry releases."""
     out: dict[str, object] = {
@@ -120,13 +131,14 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
                      account_id=row.account_id, service=service, client_ip=client_ip, now=now)
     # The account with its identifiers (the user name and attributes are read from them) and the session's
     # auth time, in one query: none when the session has gone.
-    found = db.session.execute(_ACCOUNT_IN_SESSION, {"account_id": row.account_id, "session_id": row.session_id}
-                               ).unique().first()
-    account, auth_time = found if found is not None else (None, None)
-    if account is None or account.status != "active":
+    found = db.session.execute(_ACCOUNT_IN_SESSION, {"account_id": row.account_id, "session_id": row.session_id,
+                                                     "service_id": row.service_id}).unique().first()
+    if found is None or found.Account.status != "active":
         return _fail("INVALID_TICKET", f"Ticket {ticket} belongs to an account that can no longer log in",
                      account_id=row.account_id, service=service, client_ip=client_ip, now=now)
-    svc = db.session.execute(_SERVICE, {"id": row.service_id}).first() if row.service_id else None
+    account, auth_time = found.Account, found.auth_time
+    svc = ServiceView(found.service_id, found.name, found.username_attribute, found.attributes or [],
+                      found.allow_proxy) if found.service_id is not None else None
     result = Success(user=username_for(account, svc, policy), proxies=list(row.proxies or []))
     if with_attributes:
         result.attributes = released_attributes(account, svc, policy, auth_time=auth_time,
@@ -142,18 +154,18 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
     return result
 
 
+#: The account with its identifiers (user name and attributes are read from them), the session's auth time
+#: (no row when the session has gone) and what validation reads of the service: one query.
 _ACCOUNT_IN_SESSION = (
-    db.select(Account, SsoSession.auth_time).join(SsoSession, SsoSession.account_id == Account.id)
+    db.select(Account, SsoSession.auth_time, Service.id.label("service_id"), Service.name,
+              Service.username_attribute, Service.attributes, Service.allow_proxy)
+    .join(SsoSession, SsoSession.account_id == Account.id)
+    .outerjoin(Service, Service.id == db.bindparam("service_id"))
     .where(Account.id == db.bindparam("account_id"), SsoSession.id == db.bindparam("session_id"))
     .options(joinedload(Account.identifiers)))
 
 
-#: What validation reads of the service: columns, not an ORM object (a row answers the same attribute names).
-_SERVICE = db.select(Service.id, Service.name, Service.username_attribute, Service.attributes,
-                     Service.allow_proxy).where(Service.id == db.bindparam("id"))
-
-
-def _grant_pgt(pgt_url: str, row, svc: Service | None, settings: Settings, now: dt.datetime,
+def _grant_pgt(pgt_url: str, row, svc: ServiceView | None, settings: Settings, now: dt.datetime,
                client_ip: str | None) -> str | Failure:
     """CAS 3.0 §2.5.4: authorise the callback, hand it the PGT, and return the IOU only on HTTP 200."""
     if svc is None or not svc.allow_proxy:

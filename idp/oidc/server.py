@@ -238,6 +238,10 @@ _CLAIM_CODE = (db.update(_C).where(_C.c.code_hash == db.bindparam("b_code_hash")
                .returning(*[c for c in _C.c if c.key != "used_at"]))
 
 
+_CODE_OWNER = (db.select(Account, SsoSession).outerjoin(SsoSession, SsoSession.id == db.bindparam("b_session_id"))
+               .where(Account.id == db.bindparam("b_account_id")))
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     AUTHORIZATION_CODE_LENGTH = 43
@@ -283,9 +287,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         # A plain object with the row's values (never added to the session: the row is already claimed).
         row = AuthorizationCode(**found._mapping, used_at=now)
-        # The session is kept on the request: save_token and the ID token's sid read it too.
-        session = db.session.get(SsoSession, row.session_id) if row.session_id else None
-        self.request.code_session = session
+        # The person and the session in one query, kept on the request (the identity map holds objects
+        # weakly): authenticate_user, save_token and the ID token's sid read them again.
+        pair = db.session.execute(_CODE_OWNER, {"b_account_id": row.account_id,
+                                                "b_session_id": row.session_id}).first()
+        self.request.code_account = pair.Account if pair is not None else None
+        session = self.request.code_session = pair.SsoSession if pair is not None else None
         if row.expires_at <= now or (row.session_id is not None and not _alive(session, now)):
             return None
         return row
@@ -294,7 +301,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """Kept (already marked used) so that a replay is recognised and punished."""
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Account | None:
-        account = db.session.get(Account, authorization_code.account_id)
+        account = getattr(self.request, "code_account", None) or db.session.get(Account, authorization_code.account_id)
         return account if account is not None and account.status == "active" else None
 
 
@@ -508,10 +515,16 @@ class Server(AuthorizationServer):
                                      description="Client authentication failed.") from exc
 
 
+def new_token(*_args, **_kwargs) -> str:
+    """256 random bits, URL-safe: Authlib's default draws 42 characters one system call each."""
+    return secrets.token_urlsafe(32)
+
+
 def init_app(app) -> None:
     """One Authlib server and resource protector per app (kept in app.extensions)."""
     cfg = app.config
-    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
+    app.config["OAUTH2_ACCESS_TOKEN_GENERATOR"] = new_token
+    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = new_token
     app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
         "authorization_code": cfg["OIDC_ACCESS_TOKEN_LIFETIME"], "refresh_token": cfg["OIDC_ACCESS_TOKEN_LIFETIME"],
         "client_credentials": cfg["OIDC_ACCESS_TOKEN_LIFETIME"]}
