@@ -33,6 +33,12 @@ demo-data: install
 	@echo "  olena.shevchenko@student.example.edu.pl   Tymczasowe-Morze-Latarnia-42 (temporary: change at first login)"
 	@echo "  marta.nowicka@example.edu.pl              Biurko-Kalendarz-Herbata-58 (helpdesk: /helpdesk, enrols a second factor)"
 
+# The demo (docs/demo.md): a throw-away instance, the IdP, two sample apps and a mail viewer on ports
+# $(PORT)..$(PORT)+4; prints URLs and passwords; Ctrl-C stops it all.
+.PHONY: demo
+demo: install
+	$(IDP) demo --port $(PORT)
+
 # The whole suite (unit, HTTP, end-to-end with a real `idp serve` and headless Chromium) on SQLite.
 # IDP_TEST_DATABASE_URL=postgresql://127.0.0.1/test runs it on PostgreSQL instead.
 test: install browser

@@ -555,5 +555,34 @@ def serve(c: Context, host: str, port: int, workers: int | None):
     serving.run(host, port, workers, instance=c.instance)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address everything listens on; it is also in every URL, so a browser must reach it.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
+              help="The IdP's port. The others default to the next four: USOSweb, e-learning, the mail "
+                   "viewer, the SMTP sink.")
+@click.option("--usosweb-port", type=click.IntRange(1, 65535), help="USOSweb, the sample CAS app [PORT+1].")
+@click.option("--elearning-port", type=click.IntRange(1, 65535),
+              help="e-learning, the sample OpenID Connect app [PORT+2].")
+@click.option("--mail-port", type=click.IntRange(1, 65535), help="The mail viewer [PORT+3].")
+@click.option("--smtp-port", type=click.IntRange(1, 65535), help="The SMTP sink the IdP mails to [PORT+4].")
+@click.option("--keep", is_flag=True, help="Keep the temporary instance folder at exit (its path is printed).")
+def demo(host: str, port: int, usosweb_port: int | None, elearning_port: int | None, mail_port: int | None,
+         smtp_port: int | None, keep: bool):
+    """A throw-away IdP with demo people, two sample apps and a mail viewer: try it all.
+
+    Prints the URLs and the demo people's passwords; Ctrl-C stops everything and removes the instance.
+    Never touches instance/ nor IDP_INSTANCE, and ignores every IDP_* variable.
+    """
+    from idp.demo.run import DemoError, Ports, run
+
+    try:
+        ports = Ports.after(port, usosweb=usosweb_port, elearning=elearning_port, mailview=mail_port,
+                            smtp=smtp_port)
+        sys.exit(run(host, ports, keep=keep))
+    except DemoError as exc:
+        _fail(str(exc), 2)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,74 @@
+"""Fixtures for `idp demo` (tests/demo/process.py starts and stops it) and headless Chromium (Debian's, as
+in tests/e2e)."""
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.demo.process import DemoRun, start_demo, stop
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS
+
+TEST_TIMEOUT = int(os.environ.get("E2E_TEST_TIMEOUT", "150"))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Iterator[DemoRun]:
+    """One demo shared by a module's browser journeys (each journey has its own cookie jar)."""
+    run = start_demo(tmp_path_factory.mktemp("demo"))
+    yield run
+    stop(run)
+
+
+@pytest.fixture
+def demos(tmp_path: Path) -> Iterator[list[DemoRun]]:
+    """Demos a test starts itself (append them): each is stopped at teardown, whatever the test did."""
+    runs: list[DemoRun] = []
+    yield runs
+    for run in runs:
+        stop(run)
+
+
+@pytest.fixture(autouse=True)
+def time_limit(request) -> Iterator[None]:
+    """Bound each test (SIGALRM in the main thread), with a hard stop behind it."""
+    def expired(_signum, _frame):
+        raise TimeoutError(f"{request.node.nodeid} ran longer than {TEST_TIMEOUT} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIMEOUT)
+    faulthandler.dump_traceback_later(TEST_TIMEOUT + 60, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's `chromium` package (or set E2E_CHROMIUM).",
+                    pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                               timeout=STEP_TIMEOUT_MS * 3)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page in a fresh browser context (its own cookies), English as the browser's language."""
+    context = browser.new_context(locale="en-US")
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    context.set_default_navigation_timeout(STEP_TIMEOUT_MS)
+    yield context.new_page()
+    context.close()
