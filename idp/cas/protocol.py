@@ -131,12 +131,17 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
                      account_id=row.account_id, service=service, client_ip=client_ip, now=now)
     # The account with its identifiers (the user name and attributes are read from them) and the session's
     # auth time, in one query: none when the session has gone.
-    found = db.session.execute(_ACCOUNT_IN_SESSION, {"account_id": row.account_id, "session_id": row.session_id,
-                                                     "service_id": row.service_id}).unique().first()
+    # A Redis ticket names its session by sid (it follows a re-login); an ended session takes it along.
+    statement, session_key = (_ACCOUNT_IN_SESSION, row.session_id) if row.sid is None else \
+        (_ACCOUNT_IN_LIVE_SESSION, row.sid)
+    found = db.session.execute(statement, {"account_id": row.account_id, "session": session_key,
+                                           "service_id": row.service_id}).unique().first()
     if found is None or found.Account.status != "active":
-        return _fail("INVALID_TICKET", f"Ticket {ticket} belongs to an account that can no longer log in",
+        return _fail("INVALID_TICKET", f"Ticket {ticket} is no longer valid: its session has ended or its "
+                     "account can no longer log in",
                      account_id=row.account_id, service=service, client_ip=client_ip, now=now)
     account, auth_time = found.Account, found.auth_time
+    row.session_id = found.session_id
     svc = ServiceView(found.service_id, found.name, found.username_attribute, found.attributes or [],
                       found.allow_proxy) if found.service_id is not None else None
     result = Success(user=username_for(account, svc, policy), proxies=list(row.proxies or []))
@@ -156,13 +161,19 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
 
 #: The account with its identifiers (user name and attributes are read from them), the session's auth time
 #: (no row when the session has gone) and what validation reads of the service: one query.
-_ACCOUNT_IN_SESSION = (
-    db.select(Account, SsoSession.auth_time, Service.id.label("service_id"), Service.name,
-              Service.username_attribute, Service.attributes, Service.allow_proxy)
-    .join(SsoSession, SsoSession.account_id == Account.id)
-    .outerjoin(Service, Service.id == db.bindparam("service_id"))
-    .where(Account.id == db.bindparam("account_id"), SsoSession.id == db.bindparam("session_id"))
-    .options(joinedload(Account.identifiers)))
+def _account_in_session(session_condition):
+    return (db.select(Account, SsoSession.id.label("session_id"), SsoSession.auth_time,
+                      Service.id.label("service_id"), Service.name, Service.username_attribute, Service.attributes,
+                      Service.allow_proxy)
+            .join(SsoSession, SsoSession.account_id == Account.id)
+            .outerjoin(Service, Service.id == db.bindparam("service_id"))
+            .where(Account.id == db.bindparam("account_id"), session_condition)
+            .options(joinedload(Account.identifiers)))
+
+
+_ACCOUNT_IN_SESSION = _account_in_session(SsoSession.id == db.bindparam("session"))
+_ACCOUNT_IN_LIVE_SESSION = _account_in_session(db.and_(SsoSession.sid == db.bindparam("session"),
+                                                        SsoSession.ended_at.is_(None)))
 
 
 def _grant_pgt(pgt_url: str, row, svc: ServiceView | None, settings: Settings, now: dt.datetime,

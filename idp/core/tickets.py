@@ -113,8 +113,8 @@ def consume(ticket: str, now: dt.datetime) -> TicketData | None:
 
     The caller still checks expiry and service: a failed validation has burned the ticket anyway,
     as CAS 3.0 §3.1.1 requires ("whether or not validation was successful"); the caller commits (SQL).
-    A Redis ticket whose
-    session has ended (logout, or another person's login) comes back already expired.
+    A Redis ticket carries its session's `sid`: the caller finds the live session by it (sid matches,
+    not ended) and refuses the ticket when that session has ended.
     """
     key = digest(ticket)
     client = shared.redis
@@ -127,11 +127,6 @@ def consume(ticket: str, now: dt.datetime) -> TicketData | None:
             return None
         data = _load(key, raw)
         data.consumed_at = now
-        session = live_session(data)
-        if session is None:
-            data.expires_at = min(data.expires_at, now)
-        else:
-            data.session_id = session.id
         return data
     # One statement claims and reads the row. It is committed with the validation's audit event (every
     # outcome records one): a second validation racing this one waits for that commit and finds it used.
@@ -145,14 +140,6 @@ _CLAIM = (db.update(_T).where(_T.c.id == db.bindparam("key"), _T.c.consumed_at.i
           .values(consumed_at=db.bindparam("now"))
           .returning(_T.c.kind, _T.c.session_id, _T.c.account_id, _T.c.service, _T.c.service_id,
                      _T.c.from_new_login, _T.c.proxies, _T.c.created_at, _T.c.expires_at))
-
-
-def live_session(data: TicketData) -> SsoSession | None:
-    """The session a Redis ticket belongs to now: found by its sid, None once that session has ended."""
-    if data.sid is None:
-        return None
-    return db.session.scalar(db.select(SsoSession).where(SsoSession.sid == data.sid,
-                                                         SsoSession.ended_at.is_(None)))
 
 
 def find_pgt(ticket: str, now: dt.datetime) -> Ticket | None:
