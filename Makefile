@@ -4,7 +4,7 @@ PORT    ?= 8000
 PYTHON  ?= python3
 IDP      = $(VENV)/bin/idp
 
-.PHONY: install run demo-data test test-postgres browser translations bench lint
+.PHONY: install run demo-data test test-postgres browser dovecot translations bench lint
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,13 +41,19 @@ demo: install
 
 # The whole suite (unit, HTTP, end-to-end with a real `idp serve` and headless Chromium) on SQLite.
 # IDP_TEST_DATABASE_URL=postgresql://127.0.0.1/test runs it on PostgreSQL instead.
-test: install browser
+test: install browser dovecot
 	$(VENV)/bin/pytest
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Dovecot (IMAP) for tests/mail: real mail-server authentication against the IdP (docs/mail.md).
+dovecot:
+	@command -v dovecot >/dev/null 2>&1 || { \
+	  echo "installing Debian dovecot-imapd for the mail tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
 
 translations: install
 	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l -k lazy_ngettext:1,2 -k _ln:1,2 -o idp/translations/messages.pot .

@@ -133,6 +133,9 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     app.register_blueprint(helpdesk_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)  # bearer tokens, no cookies: nothing for a cross-site request to ride on
+    from idp.mailauth import bp as mailauth_bp  # /mail/verify-password for mail servers (docs/mail.md)
+
+    app.register_blueprint(mailauth_bp)
     from idp.federation import client as upstream_client
 
     upstream_client.init_app(app)

@@ -405,7 +405,8 @@ def _oidc_checks(service: Service, base: str, fetch: Fetch, timeout: float, allo
     out.append(Check("oidc_endpoints", "failed" if off_site else "ok",
                      ", ".join(off_site) if off_site else "every endpoint under the issuer"))
     unsupported = [s for s in service.scopes or [] if s not in meta.get("scopes_supported", [])]
-    unsupported += [g for g in service.grant_types or [] if g not in meta.get("grant_types_supported", [])]
+    unsupported += [g for g in service.grant_types or [] if g not in meta.get("grant_types_supported", [])
+                    and g != registry.PASSWORD_VERIFICATION]  # not a token grant: never in discovery
     out.append(Check("oidc_client_supported", "failed" if unsupported else "ok",
                      ", ".join(unsupported) if unsupported else "scopes and grant types offered"))
     jwks_uri = meta.get("jwks_uri")

@@ -37,7 +37,10 @@ _TYPES = {
     "id_token_signed_response_alg": str,
 }
 ID_TOKEN_ALGORITHMS = ("RS256", "ES256", "EdDSA")
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+#: Not a token endpoint grant: lets a confidential client (a mail server) have people's own passwords
+#: checked at /mail/verify-password (docs/mail.md). The token endpoint refuses it (unsupported_grant_type).
+PASSWORD_VERIFICATION = "password_verification"
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", PASSWORD_VERIFICATION)
 MAX_URL = 4096
 
 
@@ -118,6 +121,9 @@ def _validate(entry: dict, index: int, path: str) -> dict:
             raise RegistryError(f"{where}: unknown grant type(s) {sorted(bad)}; allowed: {', '.join(GRANT_TYPES)}")
         if "client_credentials" in entry.get("grant_types", []) and "client_secret" not in entry:
             raise RegistryError(f"{where}: client_credentials needs a client_secret (a public client has none)")
+        if PASSWORD_VERIFICATION in entry.get("grant_types", []) and "client_secret" not in entry:
+            raise RegistryError(f"{where}: password_verification needs a client_secret: only a confidential "
+                                "client (a mail server) may have passwords checked")
         unknown_scopes = set(entry.get("scopes", [])) - set(SCOPES)
         if unknown_scopes:
             raise RegistryError(f"{where}: unknown scope(s) {sorted(unknown_scopes)}; known: {', '.join(SCOPES)}")

@@ -58,6 +58,9 @@ REASON_LABELS = {
     "recovery_code_used": _l("the recovery code was already used"),
     "recovery_code_ended": _l("the recovery code had ended (a newer one, or too many wrong tries)"),
     "address_throttled": _l("too many attempts from this network"),
+    # mail logins (idp/core/mail_login.py): refused after a correct password
+    "password_expired": _l("the password has expired and must be changed on the web"),
+    "second_factor_required": _l("a second factor is required: a password alone is not enough"),
 }
 #: Login-like events shown under "Recent logins" (action prefixes) and how many.
 LOGIN_PREFIXES = ("login.", "upstream.")
@@ -85,6 +88,7 @@ ACTION_LABELS = {"upstream.linked": (_l("Identity linked"), True),
                  "activation.completed": (_l("Account activated"), True),
                  "cas.login.not_provisioned": (_l("Refused"), False),
                  "oidc.authorize.not_provisioned": (_l("Refused"), False),
+                 "mail.login.refused": (_l("Mail login refused"), False),
                  "sso.started": (_l("Session started"), True),
                  "sso.ended": (_l("Session ended"), None),
                  "staff.role.granted": (_l("Console role granted"), None),
