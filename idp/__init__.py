@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from idp import config as config_mod
+from idp import sqlite_gate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
@@ -23,7 +25,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record):  # pragma: no cover - 
     synchronous=NORMAL (SQLite's advice for WAL): a commit no longer waits for the disk (2.5 ms each here,
     holding the write lock); a power cut — not a crash — may lose the last transactions, never the
     database's consistency. Production runs on PostgreSQL (docs/operations.md)."""
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
+    if isinstance(dbapi_connection, sqlite3.Connection):
         cur = dbapi_connection.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
@@ -63,8 +65,10 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     app.config.update(
         SQLALCHEMY_DATABASE_URI=database_url,
         # A PostgreSQL that does not answer fails a request (and /readyz) in seconds, not at TCP's timeout.
+        # SQLite: writers of several workers queue on an OS lock (idp/sqlite_gate.py), not in SQLite's
+        # sleeping busy handler.
         SQLALCHEMY_ENGINE_OPTIONS=({"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
-                                   if not database_url.startswith("sqlite") else {}),
+                                   if not database_url.startswith("sqlite") else sqlite_gate.engine_options(database_url)),
         COOKIE_PATH=cookie_path,
         # Distinctive names: apps on other ports of the same host share the browser's cookie jar.
         SESSION_COOKIE_NAME=("__Host-" if https else "") + f"{cfg['COOKIE_PREFIX']}_session",

@@ -196,12 +196,18 @@ def test_xoauth2_with_a_token_from_the_token_endpoint(mail_setup):
 
 def test_oauthbearer_with_a_token_from_the_token_endpoint(mail_setup):
     person = mail_setup.people["23456"]
+    subject = f"Token check {secrets.token_hex(4)}"
+    with imap(mail_setup) as m:  # a message put in by a password login ...
+        assert m.authenticate("PLAIN", plain(person.login, person.password))[0] == "OK"
+        message = f"From: dziekanat@example.edu.pl\r\nSubject: {subject}\r\n\r\nx\r\n".encode()
+        assert m.append("INBOX", None, None, message)[0] == "OK"
     token = access_token(mail_setup, person.album, person.password)
-    with imap(mail_setup) as m:
+    with imap(mail_setup) as m:  # ... is in the mailbox a token login opens
         typ, _ = m.authenticate("OAUTHBEARER", oauthbearer(person.login, token, mail_setup.imap_port))
         assert typ == "OK"
-        typ, data = m.select("INBOX")
-        assert typ == "OK" and data == [b"1"]  # the mailbox the password login filled (test above)
+        assert m.select("INBOX")[0] == "OK"
+        typ, found = m.search(None, "SUBJECT", f'"{subject}"')
+        assert typ == "OK" and found[0].split()
 
 
 def test_a_revoked_token_no_longer_opens_the_mailbox(mail_setup):
