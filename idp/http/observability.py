@@ -96,6 +96,23 @@ def _add_filter(target: logging.Filterer) -> None:
 def _start() -> None:
     request.environ.setdefault(_ENV_START, time.perf_counter())
     request_id()
+    if "X-Forwarded-For" in request.headers and current_app.config["TRUSTED_PROXIES"] == 0:
+        _warn_untrusted_proxy(current_app._get_current_object())
+
+
+_warned_apps: set[int] = set()
+
+
+def _warn_untrusted_proxy(app: Flask) -> None:
+    """Once per app and process: a proxy sends X-Forwarded-For but TRUSTED_PROXIES is 0, so every person
+    shares the proxy's address (per-address throttling, audit and metrics see only the proxy)."""
+    if id(app) in _warned_apps:
+        return
+    _warned_apps.add(id(app))
+    logging.getLogger("idp").warning(
+        "requests carry X-Forwarded-For but TRUSTED_PROXIES is 0: the header is ignored and every client "
+        "appears as %s; behind a reverse proxy set TRUSTED_PROXIES to the number of proxies "
+        "(docs/operations.md)", request.remote_addr)
 
 
 #: A path segment masked in the log of a path no route matched: long enough to be a link token (16

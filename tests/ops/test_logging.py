@@ -184,3 +184,20 @@ def test_unknown_log_format_stops_start_up(tmp_path, instance_dir, database_url)
     with pytest.raises(ConfigError, match="LOG_FORMAT"):
         create_app({"TESTING": True, "DATABASE_URL": database_url, "LOG_FORMAT": "xml", **CHEAP_ARGON2},
                    instance=instance_dir)
+
+
+def test_forwarded_for_without_a_trusted_proxy_is_warned_about_once(client, log_lines):
+    """Behind a reverse proxy that nobody told the IdP about, every person would share the proxy's address
+    (throttling per address, audit, metrics): the log says so, once, and the header is not believed."""
+    for _ in range(3):
+        client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
+    warnings = [line for line in log_lines() if line.get("level") == "WARNING"
+                and "X-Forwarded-For" in line.get("message", "")]
+    assert len(warnings) == 1
+    assert "TRUSTED_PROXIES" in warnings[0]["message"]
+    assert not any("203.0.113.9" in json.dumps(line) for line in log_lines())
+
+
+def test_no_warning_without_forwarded_for(client, log_lines):
+    client.get("/healthz")
+    assert not [line for line in log_lines() if line.get("level") == "WARNING"]
