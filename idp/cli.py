@@ -493,6 +493,45 @@ def staff_token(c: Context, identifier: str, name: str, days: int):
 
 
 @main.group()
+def throttle():
+    """Brute-force protection: see or lift a client address's block (docs/security.md)."""
+
+
+@throttle.command("address")
+@click.argument("address")
+@click.option("--lift", is_flag=True, help="Forget the address's failures and lift its block now (audited).")
+@click.option("--reason", default="", help="Why (kept in the audit event with --lift).")
+@pass_ctx
+@handle_errors
+def throttle_address(c: Context, address: str, lift: bool, reason: str):
+    """Show what is counted against a client ADDRESS (IPv6: its /64); --lift clears it."""
+    from idp.core import audit
+    from idp.core import throttle as brute_force
+    from idp.core.clock import utcnow
+
+    with c.app.app_context():
+        _require_schema(c.app)
+        now = utcnow()
+        state = brute_force.address_state(address, now)
+        if state is None:
+            raise Refused(f"{address!r} is not an IP address")
+        key, counter = state
+        shown = key.removeprefix("addr:")
+        if counter is None:
+            click.echo(f"{shown}: nothing counted")
+        else:
+            blocked = counter.until is not None and counter.until > now
+            click.echo(f"{shown}: {counter.count} failed attempt(s) since {counter.since:%Y-%m-%d %H:%M:%S} UTC, "
+                       f"last {counter.last:%H:%M:%S} UTC; "
+                       + (f"blocked until {counter.until:%Y-%m-%d %H:%M:%S} UTC" if blocked else "not blocked"))
+        if lift:
+            brute_force.lift_address_block(address)
+            audit.record("address.unblocked", actor="cli", client_ip=shown, reason="lifted_by_operator",
+                         data={"reason": reason[:500]} if reason else None)
+            click.echo(f"{shown}: cleared")
+
+
+@main.group()
 def mail():
     """The outbox: every message the IdP sends waits there until the SMTP server accepts it."""
 

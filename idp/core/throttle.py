@@ -592,3 +592,26 @@ def account_delay(account_id: int, now: dt.datetime) -> dt.datetime | None:
     holds = [c.until for c in store().read(account_subjects(account_id))
              if c is not None and c.until is not None and c.until > now]
     return max(holds, default=None)
+
+
+def address_state(client_ip: str, now: dt.datetime) -> tuple[str, Counter | None] | None:
+    """The address rule's counter for a client address (its /64 for IPv6): (key, counter or None when it
+    has nothing counted). None when the text is not an address."""
+    key = address_key(client_ip)
+    if key is None:
+        return None
+    counter = store().read([key])[0]
+    if counter is not None and counter.until is None and counter.last < now - dt.timedelta(days=1):
+        counter = None
+    return key, counter
+
+
+def lift_address_block(client_ip: str) -> str | None:
+    """Forget everything counted against a client address (a block in force included): the operator's way
+    out when a campus NAT was blocked. Returns the key cleared, None when the text is not an address.
+    SQL store: in the caller's transaction (the caller commits, with its audit event)."""
+    key = address_key(client_ip)
+    if key is not None:
+        store().clear(key)
+    return key
+

@@ -58,6 +58,7 @@ REASON_LABELS = {
     "recovery_code_used": _l("the recovery code was already used"),
     "recovery_code_ended": _l("the recovery code had ended (a newer one, or too many wrong tries)"),
     "address_throttled": _l("too many attempts from this network"),
+    "lifted_by_operator": _l("lifted by an operator"),
     # mail logins (idp/core/mail_login.py): refused after a correct password
     "password_expired": _l("the password has expired and must be changed on the web"),
     "second_factor_required": _l("a second factor is required: a password alone is not enough"),
@@ -76,6 +77,7 @@ ACTION_LABELS = {"upstream.linked": (_l("Identity linked"), True),
                  # not login events: the helpdesk's person view and audit log (see describe_event)
                  "account.locked": (_l("Account locked"), False),
                  "address.blocked": (_l("Network address blocked for a while"), False),
+                 "address.unblocked": (_l("Network address block lifted"), None),
                  "reset.requested": (_l("Password reset link requested"), None),
                  "reset.wrong_answer": (_l("Password reset: wrong answer"), False),
                  "reset.link_killed": (_l("Password reset link ended"), False),

@@ -2,6 +2,7 @@
 passwords, the all-or-nothing import, the registry load, and every command from any directory."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 from contextlib import contextmanager
@@ -79,6 +80,7 @@ def test_help_of_the_console_script(instance):
     ["-h"], ["init", "--help"], ["users", "--help"], ["users", "import", "--help"],
     ["users", "set-password", "--help"], ["services", "--help"], ["services", "load", "--help"], ["serve", "--help"],
     ["staff", "--help"], ["staff", "grant", "--help"], ["staff", "token", "--help"], ["audit", "export", "--help"],
+    ["throttle", "address", "--help"],
 ])
 def test_help_of_every_command(instance, args):
     result = instance.invoke(*args)
@@ -463,3 +465,23 @@ def test_terminal_asks_twice_without_echo(people, monkeypatch, answers, code):
     else:
         assert stored is None
         assert "do not match" in one_line(result.stderr)
+
+
+# --- idp throttle address ---------------------------------------------------------------------------------
+
+def test_throttle_address_shows_lifts_and_audits(ready):
+    result = ready.invoke("throttle", "address", "203.0.113.7")
+    assert result.exit_code == 0, result.output
+    assert one_line(result.stdout) == "203.0.113.7: nothing counted"
+    result = ready.invoke("throttle", "address", "2001:db8::17", "--lift", "--reason", "campus NAT, ticket 42")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "2001:db8::/64: cleared"  # IPv6 counts per /64
+    exported = ready.invoke("audit", "export", "--action", "address.unblocked").stdout
+    [event] = [json.loads(line) for line in exported.splitlines()]
+    assert event["client_ip"] == "2001:db8::/64" and event["data"] == {"reason": "campus NAT, ticket 42"}
+
+
+def test_throttle_address_refuses_what_is_not_an_address(ready):
+    result = ready.invoke("throttle", "address", "example.edu.pl")
+    assert result.exit_code == 1
+    assert "not an IP address" in result.stderr

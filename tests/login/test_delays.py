@@ -204,6 +204,24 @@ def test_spraying_from_one_address_blocks_that_address(client, person, afternoon
     assert cas_login(client, USER, PASSWORD).status_code == 302
 
 
+@pytest.mark.policy(login__address_failures=5, login__delay_after=0)
+def test_an_operator_sees_and_lifts_an_address_block(client, person, afternoon):
+    """`idp throttle address IP [--lift]` (the functions behind it): a blocked campus NAT need not wait."""
+    from idp.core import throttle
+    from idp.core.clock import utcnow
+
+    for n in range(5):
+        wrong(client, username=f"guess{n}@student.example.edu.pl")
+    key, counter = throttle.address_state("127.0.0.1", utcnow())
+    assert key == "addr:127.0.0.1" and counter.count == 5 and counter.until > utcnow()
+    assert cas_login(client, USER, PASSWORD).status_code == 429
+    assert throttle.lift_address_block("127.0.0.1") == "addr:127.0.0.1"
+    db.session.commit()
+    assert throttle.address_state("127.0.0.1", utcnow())[1] is None
+    assert cas_login(client, USER, PASSWORD).status_code == 302
+    assert throttle.address_state("not an address", utcnow()) is None
+
+
 @pytest.mark.policy(login__address_failures=5, login__delay_after=0, login__exempt_networks=["127.0.0.0/8"])
 def test_an_exempt_network_is_not_blocked(client, person, afternoon):
     for n in range(10):
