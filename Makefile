@@ -4,7 +4,7 @@ PORT    ?= 8000
 PYTHON  ?= python3
 IDP      = $(VENV)/bin/idp
 
-.PHONY: install run demo-data test test-postgres browser dovecot translations bench lint
+.PHONY: install run demo-data test test-postgres browser dovecot apache translations bench lint
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ demo: install
 
 # The whole suite (unit, HTTP, end-to-end with a real `idp serve` and headless Chromium) on SQLite.
 # IDP_TEST_DATABASE_URL=postgresql://127.0.0.1/test runs it on PostgreSQL instead.
-test: install browser dovecot
+test: install browser dovecot apache
 	$(VENV)/bin/pytest
 
 browser:
@@ -54,6 +54,14 @@ dovecot:
 	@command -v dovecot >/dev/null 2>&1 || { \
 	  echo "installing Debian dovecot-imapd for the mail tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
+
+# Apache httpd with mod_auth_cas and mod_auth_openidc for tests/interop (docs/interop.md).
+apache:
+	@{ test -x /usr/sbin/apache2 && test -e /usr/lib/apache2/modules/mod_auth_cas.so \
+	   && test -e /usr/lib/apache2/modules/mod_auth_openidc.so; } || { \
+	  echo "installing Debian apache2, libapache2-mod-auth-cas, libapache2-mod-auth-openidc for the interop tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    apache2 libapache2-mod-auth-cas libapache2-mod-auth-openidc >/dev/null; }
 
 translations: install
 	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l -k lazy_ngettext:1,2 -k _ln:1,2 -o idp/translations/messages.pot .

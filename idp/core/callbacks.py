@@ -45,7 +45,14 @@ def target_problem(url: str, *, allow_loopback: bool, require_https: bool) -> st
     return None
 
 
-def post_form(url: str, data: dict[str, str], *, timeout: float, allow_loopback: bool) -> Outcome:
+#: What a CAS back-channel logoutRequest may be answered with and still count as received: Apereo CAS's
+#: own list. mod_auth_cas ends the session but answers its protected path with a 302 to the login page.
+CAS_SLO_ACCEPTED = frozenset({200, 202, 204, 301, 302, 304})
+
+
+def post_form(url: str, data: dict[str, str], *, timeout: float, allow_loopback: bool,
+              accepted: frozenset[int] | None = None) -> Outcome:
+    """POST a form (back-channel logout). Delivered on a 2xx answer, or on one of `accepted` when given."""
     problem = target_problem(url, allow_loopback=allow_loopback, require_https=False)
     if problem:
         return Outcome(False, "refused", problem)
@@ -53,7 +60,8 @@ def post_form(url: str, data: dict[str, str], *, timeout: float, allow_loopback:
         resp = requests.post(url, data=data, timeout=timeout, allow_redirects=False)
     except requests.RequestException as exc:
         return Outcome(False, "failed", type(exc).__name__)
-    if 200 <= resp.status_code < 300:
+    ok = resp.status_code in accepted if accepted is not None else 200 <= resp.status_code < 300
+    if ok:
         return Outcome(True, "delivered", str(resp.status_code))
     return Outcome(False, "failed", f"HTTP {resp.status_code}")
 

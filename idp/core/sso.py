@@ -217,7 +217,8 @@ def end(session: SsoSession, *, reason: str, now: dt.datetime | None = None, act
             continue
         target, body = message
         jobs[p.id] = pool.submit(callbacks.post_form, target, body, timeout=timeout,
-                                 allow_loopback=allow_loopback)
+                                 allow_loopback=allow_loopback,
+                                 accepted=callbacks.CAS_SLO_ACCEPTED if p.protocol == "cas" else None)
     wait(jobs.values(), timeout=budget)
     pool.shutdown(wait=False, cancel_futures=True)  # stragglers end on their own timeout
     for p in participants:

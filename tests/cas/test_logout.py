@@ -206,6 +206,26 @@ def test_app_answering_an_error_did_not_confirm(client, person, apps):
         "Kalendarz — did not confirm: close the browser to be sure"]
 
 
+def test_app_answering_with_its_login_redirect_confirmed(client, person, apps):
+    """mod_auth_cas ends the session and answers its protected path's 302 to the login page: received, as
+    Apereo CAS counts it (200, 202, 204, 301, 302, 304); a 303 or a 4xx is not."""
+    apps["server"].status = 302
+    apps["server"].location = "https://login.example.edu.pl/cas/login?service=x"
+    login_ticket(client, apps["calendar"])
+    r = client.get("/cas/logout")
+    assert apps_on_page(r.get_data(as_text=True)) == ["Kalendarz — confirmed"]
+    assert audit_events("cas.slo.failed") == []
+
+
+@pytest.mark.parametrize("status", [303, 403])
+def test_other_answers_did_not_confirm(client, person, apps, status):
+    apps["server"].status = status
+    login_ticket(client, apps["calendar"])
+    r = client.get("/cas/logout")
+    assert apps_on_page(r.get_data(as_text=True)) == [
+        "Kalendarz — did not confirm: close the browser to be sure"]
+
+
 @pytest.mark.settings(CALLBACK_TIMEOUT=0.5)
 def test_slow_app_does_not_hold_up_logout(client, person, register, app_server, callback_server):
     slow = app_server()
