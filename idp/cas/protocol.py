@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import joinedload
 
 from idp.core import audit, callbacks, provisioning, registry, sso, tickets
-from idp.core.accounts import attribute, canonical_username
+from idp.core.accounts import attribute, canonical_username, has_left
 from idp.core.errors import SharedStateUnavailable
 from idp.core.policy import Policy
 from idp.extensions import db
@@ -136,7 +136,7 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
         (_ACCOUNT_IN_LIVE_SESSION, row.sid)
     found = db.session.execute(statement, {"account_id": row.account_id, "session": session_key,
                                            "service_id": row.service_id}).unique().first()
-    if found is None or found.Account.status != "active":
+    if found is None or has_left(found.Account, policy, now):
         return _fail("INVALID_TICKET", f"Ticket {ticket} is no longer valid: its session has ended or its "
                      "account can no longer log in",
                      account_id=row.account_id, service=service, client_ip=client_ip, now=now)
@@ -171,7 +171,8 @@ def _account_in_session(session_condition):
             .options(joinedload(Account.identifiers)))
 
 
-_ACCOUNT_IN_SESSION = _account_in_session(SsoSession.id == db.bindparam("session"))
+_ACCOUNT_IN_SESSION = _account_in_session(db.and_(SsoSession.id == db.bindparam("session"),
+                                                   SsoSession.ended_at.is_(None)))
 _ACCOUNT_IN_LIVE_SESSION = _account_in_session(db.and_(SsoSession.sid == db.bindparam("session"),
                                                         SsoSession.ended_at.is_(None)))
 
@@ -214,7 +215,7 @@ def proxy(pgt: str | None, target_service: str | None, policy: Policy, *, lifeti
     account = db.session.get(Account, row.account_id)
     # A PGT lives no longer than the SSO session it came from: logout, idle or absolute expiry.
     if session is None or not sso.still_alive(session, policy, now) or account is None \
-            or account.status != "active":
+            or has_left(account, policy, now):
         return _fail("INVALID_TICKET", f"Ticket {pgt[:64]} not recognized", service=target_service,
                      client_ip=client_ip, now=now)
     target = registry.match_cas_service(target_service)

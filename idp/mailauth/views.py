@@ -2,8 +2,9 @@
 
 The caller authenticates with HTTP Basic and its OIDC client credentials (RFC 6749 §2.3.1 encoding); its
 registry entry must list the grant type `password_verification`. The body (form or JSON) carries
-`username`, `password`, and optionally `client_ip` (the IMAP client's address, Dovecot's %{rip}) and
-`protocol` (imap, pop3, submission — recorded in the audit log). Answers are JSON (docs/mail.md):
+`username`, `password`, `client_ip` (the IMAP client's address, Dovecot's %{rip}: required, so the
+per-address rules apply) and optionally `protocol` (imap, pop3, submission — recorded with refusals
+after a correct password). Answers are JSON (docs/mail.md):
 
 - 200 `{"ok": true, "username": …}` — the canonical username the mailbox belongs to;
 - 403 `{"ok": false, "reason": …, "message": …}` — "invalid_credentials" for every wrong password or
@@ -151,6 +152,9 @@ def verify_password():
         address = _address(body["client_ip"])
     except ValueError:
         return _error(400, "invalid_request", "client_ip is not an IP address.")
+    if address is None:  # without it the per-address rules could not apply: one client could spray everyone
+        return _error(400, "invalid_request", "client_ip (the IMAP client's address, Dovecot's %{rip}) is "
+                      "required.")
     username, password = body["username"].strip(), body["password"]
     if not username or not password or len(username) > mail_login.MAX_IDENTIFIER \
             or len(password) > authflow.MAX_PASSWORD:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import ClientMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -26,6 +26,7 @@ from flask import current_app, g
 from sqlalchemy.orm import joinedload
 
 from idp.core import audit, claims, metrics
+from idp.core.accounts import has_left
 from idp.core.clock import utcnow
 from idp.core.registry import client_secret_hash
 from idp.extensions import db
@@ -302,7 +303,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Account | None:
         account = getattr(self.request, "code_account", None) or db.session.get(Account, authorization_code.account_id)
-        return account if account is not None and account.status == "active" else None
+        return account if account is not None and not has_left(account, current_app.extensions["idp.policy"]) else None
 
 
 class OpenIDCode(_OpenIDCode):
@@ -374,12 +375,23 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_user(self, refresh_token: OAuthToken) -> Account | None:
         account = db.session.get(Account, refresh_token.account_id) if refresh_token.account_id else None
-        return account if account is not None and account.status == "active" else None
+        return account if account is not None and not has_left(account, current_app.extensions["idp.policy"]) else None
 
     def revoke_old_credential(self, refresh_token: OAuthToken) -> None:
+        """Rotate: a conditional UPDATE, so of two refreshes racing with one token only one wins; the
+        other is treated as reuse (its new tokens are rolled back, the family revoked)."""
         now = utcnow()
-        refresh_token.rotated_at = now
-        refresh_token.revoked_at = refresh_token.revoked_at or now
+        won = db.session.execute(
+            db.update(OAuthToken).where(OAuthToken.id == refresh_token.id, OAuthToken.rotated_at.is_(None))
+            .values(rotated_at=now, revoked_at=db.func.coalesce(OAuthToken.revoked_at, now))
+            .execution_options(synchronize_session=False)).rowcount
+        if won != 1:
+            db.session.rollback()
+            revoked = revoke_family(refresh_token.family, now)
+            audit.record("oidc.refresh.reused", actor=refresh_token.client_id, account_id=refresh_token.account_id,
+                         reason="refresh_token_reuse", data={"client_id": refresh_token.client_id,
+                                                             "revoked": revoked, "concurrent": True})
+            raise InvalidGrantError("The refresh token was used concurrently; its tokens are revoked.")
         db.session.commit()
 
 
@@ -467,7 +479,7 @@ class Introspection(IntrospectionEndpoint):
             out["token_type"] = "Bearer"
         if token.account_id is not None:
             account = token.Account  # read with the token (query_token)
-            if account is None or account.status != "active":
+            if account is None or has_left(account, current_app.extensions["idp.policy"], now):
                 return {"active": False}
             out["sub"] = account.subject
             out["username"] = claims.preferred_username(account, current_app.extensions["idp.policy"])

@@ -16,6 +16,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 
 from idp.core import audit, claims, provisioning, sso
+from idp.core.accounts import has_left
 from idp.core.clock import utcnow
 from idp.core.registry import ID_TOKEN_ALGORITHMS
 from idp.extensions import csrf, db
@@ -245,7 +246,9 @@ def authorize():
 @csrf.exempt
 def token():
     response = authorization_server().create_token_response()
-    db.session.commit()  # the tokens save_token stored (one commit, after the ID token is signed)
+    # One commit, after the ID token is signed: the code claim and the tokens save_token stored. A refused
+    # exchange still uses its code up (one PKCE try per code). An exception rolls both back (500).
+    db.session.commit()
     return response
 
 
@@ -275,7 +278,7 @@ def userinfo():
     except OAuth2Error:
         return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
     account = db.session.get(Account, tok.account_id) if tok.account_id else None
-    if account is None or account.status != "active":
+    if account is None or has_left(account, _policy()):
         return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
     return jsonify(claims.for_scope(account, tok.scope, _policy()))
 

@@ -218,6 +218,25 @@ def test_ticket_of_an_account_that_left_is_refused(client, person):
     assert code(validate(client, "/cas/serviceValidate", t)) == "INVALID_TICKET"
 
 
+def test_ticket_of_someone_missing_from_imports_beyond_the_grace_is_refused(client, person, app):
+    """The import marks a person missing from the SIS export with `left_at` only; after
+    `left_grace_days` their open session no longer gets tickets validated."""
+    import datetime as dt
+
+    from idp.core.clock import utcnow
+    from idp.extensions import db
+
+    grace = app.extensions["idp.policy"].data["migration"]["left_grace_days"]
+    t = login_ticket(client)
+    person.left_at = utcnow() - dt.timedelta(days=grace - 1)
+    db.session.commit()
+    assert success(validate(client, "/cas/serviceValidate", t)) is not None  # within the grace: still in
+    t = sso_ticket(client)
+    person.left_at = utcnow() - dt.timedelta(days=grace + 1)
+    db.session.commit()
+    assert code(validate(client, "/cas/serviceValidate", t)) == "INVALID_TICKET"
+
+
 # --- INVALID_SERVICE ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -69,12 +69,12 @@ def reply(tmp_path) -> Path:
     return path
 
 
-def run(config: Path, reply: Path, login: str = "12345", password: str = "Korsarz-Wisła-1987",
+def run(config: Path, reply: Path, login: str = "12345", password: str | bytes = "Korsarz-Wisła-1987",
         **env: str) -> tuple[int, str, dict | None]:
     """Run the program the way Dovecot does; (exit code, stderr, what the reply program got or None)."""
     result_file = reply.parent / "reply.json"
     result_file.unlink(missing_ok=True)
-    data = login.encode() + b"\0" + password.encode() + b"\0\0"
+    data = login.encode() + b"\0" + (password if isinstance(password, bytes) else password.encode()) + b"\0\0"
     environment = {"PATH": "/usr/bin:/bin", "TCPREMOTEIP": "203.0.113.7", "SERVICE": "imap", **env}
     done = subprocess.run(["sh", "-c", 'exec "$@" 3<&0', "sh", PYTHON, str(SCRIPT), str(config), str(reply)],
                           input=data, capture_output=True, env=environment, timeout=30)
@@ -179,3 +179,30 @@ def test_as_a_userdb_it_refuses(idp, config, reply):
 def test_without_a_client_address_none_is_sent(idp, config, reply):
     code, _err, _got = run(config, reply, TCPREMOTEIP="")
     assert code == 0 and "client_ip" not in idp.calls[0]["form"]
+
+
+def test_a_redirect_is_not_followed(idp, config, reply):
+    """urllib would resend the client secret and the password to wherever a redirect points, and believe
+    that server's verdict: a redirect is a temporary failure instead."""
+    idp.answer = (302, {"ok": True, "username": "someone-else"})
+    code, err, got = run(config, reply)
+    assert (code, got) == (111, None)
+    assert [c["path"] for c in idp.calls] == ["/mail/verify-password"]
+
+
+def test_plain_http_only_to_the_same_machine(tmp_path, reply):
+    path = tmp_path / "remote.conf"
+    path.write_text("url = http://login.example.edu.pl/mail/verify-password\nclient_id = dovecot\n"
+                    "client_secret = x\n", encoding="utf-8")
+    code, err, got = run(path, reply)
+    assert (code, got) == (111, None)
+    assert "url must be https://" in err
+
+
+def test_a_password_that_is_not_utf8_fails_without_a_trace_in_the_log(idp, config, reply):
+    idp.answer = (403, {"ok": False, "reason": "invalid_credentials", "message": "Niepoprawne dane logowania"})
+    code, err, got = run(config, reply, password=b"\xb3ukasz-Latin-2")
+    assert (code, got) == (1, None)
+    assert err == ""
+    [call] = idp.calls
+    assert call["form"]["password"] == ["\ufffdukasz-Latin-2"]  # the bytes as sent; the IdP decides

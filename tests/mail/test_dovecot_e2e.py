@@ -181,6 +181,7 @@ def test_a_temporary_password_is_refused_with_the_idps_reason(mail_setup):
     # The IdP's sentence, in ASCII (IMAP response text is 7-bit), after Dovecot's response code.
     assert "Poczta" in text and f"{mail_setup.idp_url}/cas/login" in text, text
     assert FAILED not in text
+    assert "[CONTACTADMIN]" in text  # Dovecot 2.3: nologin + reason
 
 
 # --- access tokens ----------------------------------------------------------------------------------------

@@ -165,3 +165,47 @@ def test_refresh_for_a_person_who_left_is_invalid_grant(client, oidc, person):
     person.status = "left"
     db.session.commit()
     assert error_of(refresh(client, body["refresh_token"])) == "invalid_grant"
+
+
+def test_two_refreshes_racing_with_one_token_fork_nothing(client, oidc, monkeypatch):
+    """The second of two parallel refreshes with the same token (it read the token before the first one
+    rotated it) loses the conditional rotation: it gets invalid_grant, its new tokens are never stored,
+    and the whole family is revoked as on any reuse."""
+    from idp.extensions import db
+    from idp.models import OAuthToken
+    from idp.oidc import server
+    from idp.oidc.server import digest
+
+    first = tokens(client, MAIL)
+    original = server.RefreshTokenGrant.authenticate_refresh_token
+
+    def read_then_lose_the_race(self, refresh_token):
+        row = original(self, refresh_token)
+        # Meanwhile another worker's refresh with the same token commits its rotation.
+        with db.engine.begin() as conn:
+            conn.execute(db.update(OAuthToken).where(OAuthToken.refresh_token_hash == digest(refresh_token))
+                         .values(rotated_at=row.issued_at))
+        return row
+
+    monkeypatch.setattr(server.RefreshTokenGrant, "authenticate_refresh_token", read_then_lose_the_race)
+    assert error_of(refresh(client, first["refresh_token"])) == "invalid_grant"
+    monkeypatch.undo()
+    assert introspect(client, first["access_token"]).get_json() == {"active": False}
+    assert db.session.scalar(db.select(db.func.count(OAuthToken.id))) == 1  # the loser's pair was not kept
+    [event] = audit_events("oidc.refresh.reused")
+    assert event.data["concurrent"] is True
+
+
+def test_refresh_after_the_grace_for_people_who_left(client, oidc, person, app):
+    """Missing from the imports for longer than `left_grace_days`: refresh, userinfo and introspection stop."""
+    import datetime as dt
+
+    from idp.core.clock import utcnow
+    from idp.extensions import db
+
+    body = tokens(client, MAIL)
+    person.left_at = utcnow() - dt.timedelta(days=app.extensions["idp.policy"].data["migration"]["left_grace_days"] + 1)
+    db.session.commit()
+    assert error_of(refresh(client, body["refresh_token"])) == "invalid_grant"
+    assert userinfo(client, body["access_token"]).status_code == 401
+    assert introspect(client, body["access_token"]).get_json() == {"active": False}
