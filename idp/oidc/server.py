@@ -453,8 +453,12 @@ class Introspection(IntrospectionEndpoint):
         return None
 
     def check_permission(self, token: OAuthToken, client: Client, request) -> bool:
-        """Resource servers (any confidential client, e.g. the mail server) may introspect."""
-        return not client.public
+        """Resource servers (any confidential client, e.g. the mail server) may introspect access tokens. A
+        refresh token is no credential for a resource server: only its own client hears it is active
+        (otherwise Dovecot, which checks only `active` and `username`, would take one as an IMAP login)."""
+        if client.public:
+            return False
+        return token.presented != "refresh_token" or token.client_id == client.get_client_id()
 
     def create_introspection_payload(self, token: OAuthToken | None) -> dict:
         # Authlib's version judges every token by token.is_expired(), the access token's lifetime: a

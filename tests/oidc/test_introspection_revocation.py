@@ -71,6 +71,15 @@ def test_active_refresh_token_outlives_its_access_token(client, oidc, clock, app
     assert introspect(client, body["refresh_token"]).get_json() == INACTIVE  # rotated
 
 
+def test_a_refresh_token_is_active_only_to_its_own_client(client, oidc):
+    """A resource server (the mail server) learns about access tokens; a refresh token is not a credential
+    for it — Dovecot, which checks only `active`, would otherwise let a refresh token open the mailbox."""
+    body = tokens(client, MAIL)
+    assert introspect(client, body["refresh_token"], client_id=LIBRARY).get_json() == INACTIVE
+    assert introspect(client, body["access_token"], client_id=LIBRARY).get_json()["active"] is True
+    assert introspect(client, body["refresh_token"], client_id=MAIL).get_json()["active"] is True
+
+
 def test_revoked_token_is_inactive(client, oidc):
     body = tokens(client, MAIL)
     revoke(client, body["access_token"])
