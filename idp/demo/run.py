@@ -288,17 +288,23 @@ class Demo:
         return False
 
     def _shutdown(self) -> None:
-        """Stop whatever was started, the IdP first (it may be delivering mail or logging someone out)."""
+        """Stop whatever was started, the IdP first (it may be delivering mail or logging someone out).
+        Each step runs even when an earlier one failed: the instance folder (keys, database) must go."""
+        steps = []
         if self._idp is not None:
-            _stop_group(self._idp)
+            steps.append(lambda: _stop_group(self._idp))
         for server, thread in self._servers:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
-        self._servers.clear()
+            steps.append(lambda server=server, thread=thread: (server.shutdown(), server.server_close(),
+                                                              thread.join(timeout=5)))
         if self._smtp is not None:
-            self._smtp.stop()
-            self._smtp = None
+            steps.append(self._smtp.stop)
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - keep stopping the rest
+                print(f"idp demo: while stopping: {exc}", file=self.err)
+        self._servers.clear()
+        self._smtp = None
         if self.folder is not None and not self.keep:
             shutil.rmtree(self.folder, ignore_errors=True)
         if self.folder is not None and self.keep:
