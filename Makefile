@@ -4,7 +4,7 @@ PORT    ?= 8000
 PYTHON  ?= python3
 IDP      = $(VENV)/bin/idp
 
-.PHONY: install run demo-data test test-postgres browser dovecot apache translations bench lint
+.PHONY: install run demo-data test test-postgres browser dovecot apache axe translations bench lint
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ demo: install
 
 # The whole suite (unit, HTTP, end-to-end with a real `idp serve` and headless Chromium) on SQLite.
 # IDP_TEST_DATABASE_URL=postgresql://127.0.0.1/test runs it on PostgreSQL instead.
-test: install browser dovecot apache
+test: install browser dovecot apache axe
 	$(VENV)/bin/pytest
 
 browser:
@@ -62,6 +62,12 @@ apache:
 	  echo "installing Debian apache2, libapache2-mod-auth-cas, libapache2-mod-auth-openidc for the interop tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    apache2 libapache2-mod-auth-cas libapache2-mod-auth-openidc >/dev/null; }
+
+# npm for the accessibility checks (tests/journeys install axe-core from the npm registry with it).
+axe:
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing Debian npm for the accessibility checks"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
 
 translations: install
 	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l -k lazy_ngettext:1,2 -k _ln:1,2 -o idp/translations/messages.pot .
