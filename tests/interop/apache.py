@@ -14,7 +14,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import socket
 import string
 import subprocess
@@ -23,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from tests.processes import stop_group
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "httpd.conf.template"
@@ -72,20 +73,7 @@ class Apache:
     def stop(self, *, keep_logs_in: Path | None = None) -> None:
         """SIGTERM the process group (the parent stops its children), SIGKILL what is left; copy the logs to
         `keep_logs_in` (apache-error.log, apache-access.log) when given; remove the folder."""
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            if self.process.poll() is None:
-                try:
-                    os.killpg(self.process.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(timeout=wait)
-                except subprocess.TimeoutExpired:
-                    continue
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # children that outlived the parent
-        except ProcessLookupError:
-            pass
+        stop_group(self.process)
         if keep_logs_in is not None:
             for name in ("error.log", "access.log"):
                 if (self.folder / "logs" / name).exists():

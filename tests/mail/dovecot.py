@@ -18,7 +18,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.processes import stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONTRIB = PROJECT_ROOT / "contrib" / "dovecot"
@@ -64,20 +65,7 @@ class Dovecot:
 
     def stop(self) -> None:
         """SIGTERM the master's process group, SIGKILL what is left; then remove the folder."""
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            if self.process.poll() is None:
-                try:
-                    os.killpg(self.process.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(timeout=wait)
-                except subprocess.TimeoutExpired:
-                    continue
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # children that outlived the master
-        except ProcessLookupError:
-            pass
+        stop_group(self.process)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
