@@ -183,8 +183,11 @@ def prove_with_password(pending: PendingLink, password: str, policy: Policy, *, 
                                     "retry_after": refused.retry_after})
         raise
     if right:
-        return link(account, pending.provider, pending.subject, pending.email, linked_by="password",
-                    client_ip=client_ip, now=now)
+        identity = link(account, pending.provider, pending.subject, pending.email, linked_by="password",
+                        client_ip=client_ip, now=now, commit=False)
+        identity.last_login_at = now  # "Link and log in": this upstream login is the first through the link
+        db.session.commit()
+        return identity
     audit.record("upstream.link.failed", account_id=account.id, reason="wrong_password", client_ip=client_ip,
                  now=now, data={"provider": pending.provider, "pending": pending.id})
     return None

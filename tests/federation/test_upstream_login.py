@@ -70,6 +70,7 @@ def test_link_after_password_proof_logs_in_and_returns_to_the_service(client, up
     assert granted.status_code == 302 and ticket_from(granted)
     [link] = _links()
     assert (link.account_id, link.provider, link.linked_by, link.email) == (account.id, "mail", "password", LUKASZ)
+    assert link.last_login_at == link.linked_at  # "Link and log in": /account shows this login, not "never"
 
 
 @pytest.mark.policy(login__delay_after=0)  # five at one moment: the growing delays would refuse some
