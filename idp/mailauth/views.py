@@ -98,6 +98,31 @@ def _rate_limited(address: str | None) -> int | None:
     return None
 
 
+#: Refused client authentications one caller address may make before the endpoint stops answering it for
+#: the rest of the minute — and stops writing an audit event for each: wrong secrets must not flood the log.
+REFUSED_CLIENTS_LIMIT = "20/minute"
+
+
+def _client_refusals(*, count: bool) -> int | None:
+    """Seconds the caller must wait after too many refused client authentications (None: it may try).
+    With count=True, one more refusal is counted."""
+    if not limiter.enabled:
+        return None
+    item = parse_many(REFUSED_CLIENTS_LIMIT)[0]
+    ids = (current_app.config.get("RATELIMIT_KEY_PREFIX") or "", "mail-client-refused", peer_address() or "-")
+    try:
+        if count:
+            limiter.limiter.hit(item, *ids)
+            return None
+        if limiter.limiter.test(item, *ids):
+            return None
+        reset = limiter.limiter.get_window_stats(item, *ids).reset_time
+    except RedisError:  # a flood guard only
+        log.warning("mail client refusals not counted: Redis unavailable")
+        return None
+    return max(1, math.ceil(reset - time.time()))
+
+
 def _until(moment: dt.datetime) -> str:
     same_day = to_user_timezone(moment).date() == to_user_timezone(utcnow()).date()
     return format_time(moment, "HH:mm") if same_day else format_datetime(moment, "d MMMM, HH:mm")
@@ -137,10 +162,16 @@ def verify_password():
     auth = request.authorization
     if auth is None or auth.type != "basic":
         return _error(401, "invalid_client", "HTTP Basic authentication with the client credentials is required.")
+    wait = _client_refusals(count=False)
+    if wait is not None:
+        response = _error(429, "slow_down", "Too many refused client authentications from this address.")
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
         svc = mail_login.mail_service(unquote_plus(auth.username or ""), unquote_plus(auth.password or ""),
                                       current_app.config["SECRET_KEY"], client_ip=peer_address())
     except mail_login.ClientRefused as refused:
+        _client_refusals(count=True)
         if refused.code == "invalid_client":
             return _error(401, "invalid_client", "Unknown client or wrong client secret.")
         return _error(403, "unauthorized_client", "This client may not have passwords verified "

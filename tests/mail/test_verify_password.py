@@ -48,6 +48,21 @@ def test_an_unregistered_client_or_a_wrong_secret_is_refused_and_audited(mail_se
     assert not events("login.succeeded") and not events("login.failed")
 
 
+def test_a_flood_of_wrong_client_secrets_stops_being_answered_and_audited(mail_server, person):
+    """After REFUSED_CLIENTS_LIMIT refusals in a minute the caller's address gets 429 with Retry-After for
+    the rest of the minute — no check, no further audit event — whatever credentials it sends then."""
+    from idp.mailauth.views import REFUSED_CLIENTS_LIMIT
+
+    limit = int(REFUSED_CLIENTS_LIMIT.split("/")[0])
+    for _ in range(limit):
+        assert verify(mail_server, USER, PASSWORD, credentials=(MAIL, "wrong-secret")).status_code == 401
+    r = verify(mail_server, USER, PASSWORD, credentials=(MAIL, "wrong-secret"))
+    assert r.status_code == 429 and r.json["error"] == "slow_down" and int(r.headers["Retry-After"]) >= 1
+    assert len(events("mail.verify.client_refused")) == limit
+    assert verify(mail_server, USER, PASSWORD).status_code == 429
+    assert not events("login.succeeded") and not events("login.failed")
+
+
 def test_a_registered_client_that_is_not_a_mail_service_is_refused(mail_server, person):
     r = verify(mail_server, USER, PASSWORD, credentials=(ELEARNING, ELEARNING_SECRET))
     assert r.status_code == 403 and r.json["error"] == "unauthorized_client"
