@@ -95,12 +95,15 @@ def _metadata() -> dict:
 
 @bp.route("/oidc/jwks")
 def jwks():
-    doc = keystore().public_jwks(utcnow())
-    # Serialised once per published key set (a kid names one key: a rotation or a retirement changes the set).
-    kids = tuple(k["kid"] for k in doc["keys"])
+    # Built and serialised at most once a second per state of the key file: a rotation (the file changes)
+    # shows at once, a retirement (the clock passes retire_at) within the second.
+    store = keystore()
+    now = utcnow()
+    st = store.path.stat()
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size, now.replace(microsecond=0))
     cached = current_app.extensions.get("idp.oidc.jwks")
-    if cached is None or cached[0] != kids:
-        cached = current_app.extensions["idp.oidc.jwks"] = (kids, current_app.json.dumps(doc))
+    if cached is None or cached[0] != stamp:
+        cached = current_app.extensions["idp.oidc.jwks"] = (stamp, current_app.json.dumps(store.public_jwks(now)))
     return current_app.response_class(cached[1], mimetype="application/json",
                                       headers={"Cache-Control": "public, max-age=300"})
 
