@@ -24,6 +24,7 @@ from flask.testing import FlaskClient
 
 from idp import MIGRATIONS_DIR, create_app
 from idp.extensions import db
+from tests.browser import browser  # noqa: F401 (the session's one Chromium, for every browser test)
 from tests.databases import postgres_base, postgres_schema, redis_settings
 
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 8, "ARGON2_PARALLELISM": 1}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import STEP_TIMEOUT_MS
 from tests.demo.process import DemoRun, start_demo, stop
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS
 
 TEST_TIMEOUT = int(os.environ.get("E2E_TEST_TIMEOUT", "150"))
 
@@ -48,20 +48,6 @@ def time_limit(request) -> Iterator[None]:
         faulthandler.cancel_dump_traceback_later()
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's `chromium` package (or set E2E_CHROMIUM).",
-                    pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                               timeout=STEP_TIMEOUT_MS * 3)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS  # noqa: F401 (used here and by others)
 from tests.databases import postgres_base, postgres_schema, redis_settings
 from tests.e2e.oidc_app import CLIENT_ID, CLIENT_SECRET, SCOPES, OidcApp
 from tests.e2e.relying_app import RelyingApp
@@ -34,12 +35,6 @@ from tests.smtp_sink import SmtpSink
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "e2e"
-CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
-# INTEROP.md: without these Chromium tries to reach the internet at start and stalls.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-#: Playwright's per-action and per-navigation limit.
-STEP_TIMEOUT_MS = 10_000
 #: Limit for each `idp` command and for the server to start answering.
 COMMAND_TIMEOUT = 30
 START_TIMEOUT = 20
@@ -313,23 +308,6 @@ def idp(tmp_path_factory, relying_app: RelyingApp, elearning_app: OidcApp, artif
     finally:
         if proc is not None:
             stop_process_group(proc)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's `chromium` package (or set E2E_CHROMIUM). "
-                    "The e2e tests do not download browsers (never run `playwright install`).", pytrace=False)
-    from playwright.sync_api import Error, sync_playwright
-
-    with sync_playwright() as pw:
-        try:
-            b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                                   timeout=STEP_TIMEOUT_MS * 3)
-        except Error as exc:
-            pytest.fail(f"Chromium at {CHROMIUM} did not start: {exc}", pytrace=False)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import (  # browser, new_context, time_limit: the e2e suite's fixtures, used here too
-    browser,  # noqa: F401
     clean_env,
     new_context,  # noqa: F401
     own_database,

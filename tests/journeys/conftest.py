@@ -26,7 +26,6 @@ import pytest
 
 # The browser fixtures and the per-test time limit are the e2e suite's own (importing registers them here).
 from tests.e2e.conftest import (  # noqa: F401
-    browser,
     clean_env,
     new_context,
     own_database,
