@@ -129,9 +129,8 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
     if renew and not row.from_new_login:
         return _fail("INVALID_TICKET", f"Ticket {ticket} did not come from an initial login and renew was set",
                      account_id=row.account_id, service=service, client_ip=client_ip, now=now)
-    # The account with its identifiers (the user name and attributes are read from them) and the session's
-    # auth time, in one query: none when the session has gone.
-    # A Redis ticket names its session by sid (it follows a re-login); an ended session takes it along.
+    # One query (see _account_in_session). A Redis ticket names its session by sid (it follows a re-login);
+    # an ended session takes its tickets along.
     statement, session_key = (_ACCOUNT_IN_SESSION, row.session_id) if row.sid is None else \
         (_ACCOUNT_IN_LIVE_SESSION, row.sid)
     found = db.session.execute(statement, {"account_id": row.account_id, "session": session_key,
@@ -159,9 +158,9 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
     return result
 
 
-#: The account with its identifiers (user name and attributes are read from them), the session's auth time
-#: (no row when the session has gone) and what validation reads of the service: one query.
 def _account_in_session(session_condition):
+    """The account with its identifiers (user name and attributes are read from them), the session's auth
+    time (no row when the session has ended) and what validation reads of the service: one query."""
     return (db.select(Account, SsoSession.id.label("session_id"), SsoSession.auth_time,
                       Service.id.label("service_id"), Service.name, Service.username_attribute, Service.attributes,
                       Service.allow_proxy)

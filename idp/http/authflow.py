@@ -117,14 +117,16 @@ def _rate_items(text: str) -> tuple:
     return tuple(parse_many(text)) if text.strip() else ()
 
 
-def password_post_limited() -> int | None:
+def password_post_limited(address: str | None = None) -> int | None:
     """Count one posted password for the client address's endpoint rate limit (every page that checks a
-    password calls this first). None: go on; else the seconds until the limit lets it through."""
+    password calls this first; the mail endpoint passes the IMAP client's `address`, the requester being the
+    mail server). None: go on; else the seconds until the limit lets it through."""
+    address = address or client_ip()
     items = _rate_items(policy().data["login"]["address_rate_limit"])
-    if not items or not limiter.enabled or throttle.exempt(policy(), client_ip()):
+    if not items or not limiter.enabled or throttle.exempt(policy(), address):
         return None
     ids = (current_app.config.get("RATELIMIT_KEY_PREFIX") or "", "login-password",
-           throttle.address_key(client_ip()) or "unknown")
+           throttle.address_key(address) or "unknown")
     for item in items:
         try:
             allowed = limiter.limiter.hit(item, *ids)
@@ -134,7 +136,7 @@ def password_post_limited() -> int | None:
         if not allowed:
             reset = limiter.limiter.get_window_stats(item, *ids).reset_time
             wait = max(1, math.ceil(reset - time.time()))
-            log.info("login rate limit %s reached for %s (wait %s s)", item, client_ip(), wait)
+            log.info("login rate limit %s reached for %s (wait %s s)", item, address, wait)
             return wait
     return None
 

@@ -30,7 +30,7 @@ from flask_babel import gettext as _
 from limits import parse_many
 from redis.exceptions import RedisError
 
-from idp.core import audit, mail_login, throttle
+from idp.core import audit, mail_login
 from idp.core.clock import utcnow
 from idp.core.errors import SharedStateUnavailable
 from idp.extensions import csrf, limiter
@@ -75,27 +75,6 @@ def _body() -> dict[str, str] | None:
 def _address(value: str) -> str | None:
     """The IMAP client's address as reported, normalised; None when not given. ValueError: not an address."""
     return str(ipaddress.ip_address(value.strip())) if value else None
-
-
-def _rate_limited(address: str | None) -> int | None:
-    """The login page's endpoint rate limit (policy `[login] address_rate_limit`), counted for the IMAP
-    client's address in the same bucket as the login form's password posts (http/authflow.py
-    password_post_limited counts the requesting peer, which here is the mail server itself)."""
-    text = _policy().data["login"]["address_rate_limit"]
-    key = throttle.address_key(address)
-    if not text.strip() or key is None or not limiter.enabled or throttle.exempt(_policy(), address):
-        return None
-    ids = (current_app.config.get("RATELIMIT_KEY_PREFIX") or "", "login-password", key)
-    for item in parse_many(text):
-        try:
-            if limiter.limiter.hit(item, *ids):
-                continue
-        except RedisError:  # a flood guard only: the throttle behind it answers for Redis being down
-            log.warning("mail login rate limit not counted: Redis unavailable")
-            return None
-        reset = limiter.limiter.get_window_stats(item, *ids).reset_time
-        return max(1, math.ceil(reset - time.time()))
-    return None
 
 
 #: Refused client authentications one caller address may make before the endpoint stops answering it for
@@ -192,7 +171,7 @@ def verify_password():
         return _error(400, "invalid_request", "username and password are required (at most 254 and "
                       f"{authflow.MAX_PASSWORD} characters).")
     try:
-        wait = _rate_limited(address)
+        wait = authflow.password_post_limited(address)  # the login page's bucket, for the IMAP client
         verdict = None
         if wait is None:
             verdict = mail_login.verify(svc, username, password, _policy(), client_ip=address,

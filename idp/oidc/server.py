@@ -9,12 +9,17 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import ClientMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    OAuth2Error,
+)
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -197,7 +202,12 @@ def session_alive(session_id: str | None, now: dt.datetime) -> bool:
 
 
 def _alive(session: SsoSession | None, now: dt.datetime) -> bool:
-    return session is not None and session.ended_at is None and session.expires_at > now
+    return session is not None and _still_open(session.ended_at, session.expires_at, now)
+
+
+def _still_open(ended_at: dt.datetime | None, expires_at: dt.datetime, now: dt.datetime) -> bool:
+    """The rule for a session's tokens, from its two columns (introspection reads them without the row)."""
+    return ended_at is None and expires_at > now
 
 
 def find_token(value: str, hint: str | None = None) -> OAuthToken | None:
@@ -441,7 +451,7 @@ class Introspection(IntrospectionEndpoint):
         _check_token_params(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None):
-        """The token's row with its session's state, in one read-only query (Core: apps introspect every
+        """The token's row with its session's state and its person, in one query (apps introspect on every
         request they serve). `presented` says which half of the row was shown: it decides the lifetime."""
         key = digest(token_string)
         order = ("refresh_token", "access_token") if token_type_hint == "refresh_token" else \
@@ -469,8 +479,8 @@ class Introspection(IntrospectionEndpoint):
         now = utcnow()
         refresh = getattr(token, "presented", "access_token") == "refresh_token"
         expires = token.refresh_expires_at if refresh else token.access_expires_at
-        session_alive = token.session_id is None or (token.session_found is not None and token.session_ended_at is None
-                                                     and token.session_expires_at > now)
+        session_alive = token.session_id is None or (
+            token.session_found is not None and _still_open(token.session_ended_at, token.session_expires_at, now))
         active = (token.revoked_at is None and token.rotated_at is None and (expires is None or expires > now)
                   and session_alive)
         if not active:
