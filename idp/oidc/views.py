@@ -25,7 +25,7 @@ from idp.http.errors import error_page
 from idp.http.security import client_ip
 from idp.http.sso_cookie import clear_tgc, current_session
 from idp.models import Account, Consent, Service, SsoSession
-from idp.oidc import bp
+from idp.oidc import bp, keys
 from idp.oidc.keys import InvalidToken
 from idp.oidc.server import (
     Client,
@@ -95,16 +95,19 @@ def _metadata() -> dict:
 
 @bp.route("/oidc/jwks")
 def jwks():
-    # Built and serialised at most once a second per state of the key file: a rotation (the file changes)
-    # shows at once, a retirement (the clock passes retire_at) within the second.
-    store = keystore()
-    now = utcnow()
-    st = store.path.stat()
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size, now.replace(microsecond=0))
+    # Serialised once and served as is within the same second of the clock: a rotation by another process
+    # (the file changes) or a retirement (the clock passes retire_at) shows within a second, one by this
+    # process at once, and between those a request costs no system call.
     cached = current_app.extensions.get("idp.oidc.jwks")
-    if cached is None or cached[0] != stamp:
-        cached = current_app.extensions["idp.oidc.jwks"] = (stamp, current_app.json.dumps(store.public_jwks(now)))
-    return current_app.response_class(cached[1], mimetype="application/json",
+    second = utcnow().replace(microsecond=0)
+    if cached is None or cached[0] != (second, keys.writes()):
+        store = keystore()
+        st = store.path.stat()
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size, second)
+        body = cached[2] if cached is not None and cached[1] == stamp else \
+            current_app.json.dumps(store.public_jwks(second)).encode()
+        cached = current_app.extensions["idp.oidc.jwks"] = ((second, keys.writes()), stamp, body)
+    return current_app.response_class(cached[2], mimetype="application/json",
                                       headers={"Cache-Control": "public, max-age=300"})
 
 
