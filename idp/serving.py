@@ -84,6 +84,9 @@ class IdpServer(BaseApplication):
             from idp import create_app
 
             app = create_app(instance=self.instance)
+        from idp.core.passwords import keep_hashing_memory
+
+        keep_hashing_memory(app.config["ARGON2_MEMORY_COST"])  # this worker's allocator, before any login
         if self.outbox_worker:
             from idp.core import mail as outbox
 

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import PasswordField
 from wtforms.validators import EqualTo, InputRequired, Length
 
+from idp.http.forms import Form
 
-class ChangeOwnPasswordForm(FlaskForm):
+
+class ChangeOwnPasswordForm(Form):
     current_password = PasswordField(_l("Current password"), validators=[InputRequired(), Length(max=1024)],
                                      render_kw={"autocomplete": "current-password", "autofocus": True})
     new_password = PasswordField(_l("New password"), validators=[InputRequired(), Length(max=1024)],
@@ -16,5 +17,5 @@ class ChangeOwnPasswordForm(FlaskForm):
                             render_kw={"autocomplete": "new-password"})
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """A button that changes something (unlink, log out a session): nothing but the CSRF token."""

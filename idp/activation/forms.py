@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length
 
+from idp.http.forms import Form
 
-class ActivationForm(FlaskForm):
+
+class ActivationForm(Form):
     """Step 1: the data the student records system (USOS) holds about the person."""
 
     album = StringField(_l("Album number"), validators=[InputRequired(), Length(max=32)],
@@ -22,7 +23,7 @@ class ActivationForm(FlaskForm):
     solution = HiddenField()
 
 
-class ActivationPasswordForm(FlaskForm):
+class ActivationPasswordForm(Form):
     """Step 2: the first password, twice."""
 
     new_password = PasswordField(_l("New password"), validators=[InputRequired(), Length(max=1024)],

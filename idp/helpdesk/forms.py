@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, HiddenField, PasswordField, RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional
+
+from idp.http.forms import Form
 
 #: Longest reason kept (audit data); the core refuses blank ones and ones shorter than three characters.
 REASON_MAX = 500
@@ -14,7 +15,7 @@ IDENTIFIER_KINDS = [SelectChoice("alias", _l("Alias")), SelectChoice("private_em
                     SelectChoice("university_email", _l("University e-mail"))]
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """An audited action: the CSRF token and the reason."""
 
     reason = StringField(_l("Reason"), validators=[InputRequired(_l("Say why: the reason is recorded in the audit log.")),
@@ -70,7 +71,7 @@ class RecoveryCodeForm(ActionForm):
                                                           "identity check."))])
 
 
-class PickOtherForm(FlaskForm):
+class PickOtherForm(Form):
     """The first step of a merge: which account goes into this one (a GET form, nothing changes)."""
 
     class Meta:
@@ -80,7 +81,7 @@ class PickOtherForm(FlaskForm):
                         render_kw={"autocomplete": "off", "spellcheck": "false", "inputmode": "text"})
 
 
-class AuditFilterForm(FlaskForm):
+class AuditFilterForm(Form):
     """The audit view's filters (GET)."""
 
     class Meta:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from flask import abort, current_app, g, render_template
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import SelectMultipleField, StringField, widgets
 from wtforms.validators import InputRequired, Length, Optional
 
@@ -14,25 +13,26 @@ from idp.core import accounts, audit, claims, onboarding, registry
 from idp.extensions import db
 from idp.helpdesk import bp
 from idp.helpdesk.access import console_required
+from idp.http.forms import Form
 from idp.models import Service
 
 # --- forms ---------------------------------------------------------------------------------------------------
 
 
-class UrlTestForm(FlaskForm):
+class UrlTestForm(Form):
     url = StringField(_l("Address to test"), validators=[InputRequired(), Length(max=registry.MAX_URL)],
                       render_kw={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "none",
                                  "inputmode": "url"})
 
 
-class PreviewForm(FlaskForm):
+class PreviewForm(Form):
     person = StringField(_l("Person"), validators=[InputRequired(), Length(max=254)],
                          render_kw={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "none"})
     scopes = SelectMultipleField(_l("Scopes the application asks for"), choices=[], validate_choice=True,
                                  option_widget=widgets.CheckboxInput(), widget=widgets.ListWidget(prefix_label=False))
 
 
-class SelfTestForm(FlaskForm):
+class SelfTestForm(Form):
     sample = StringField(_l("An address of the application (CAS: a URL it sends as service)"),
                          validators=[Optional(), Length(max=registry.MAX_URL)],
                          render_kw={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "none",

@@ -17,7 +17,6 @@ from flask import abort, current_app, redirect, render_template, session, url_fo
 from flask_babel import format_datetime, format_time, get_locale, to_user_timezone
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from redis.exceptions import RedisError
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired, Length
@@ -26,6 +25,7 @@ from idp.core import accounts, audit, authn, provisioning, sso, throttle
 from idp.core.authn import AuthResult
 from idp.core.clock import utcnow
 from idp.extensions import limiter
+from idp.http.forms import Form
 from idp.http.security import client_ip
 from idp.models import Account, SsoSession
 
@@ -37,7 +37,7 @@ _PENDING = "idp_pending_login"
 _FRESH = "idp_fresh_sid"
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     username = StringField(_l("Login"), validators=[InputRequired(), Length(max=254)],
                            render_kw={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false",
                                       "autofocus": True})

@@ -12,7 +12,6 @@ from authlib.oauth2.rfc6749.errors import MissingAuthorizationError, Unsupported
 from authlib.oauth2.rfc6750.errors import InsufficientScopeError
 from flask import current_app, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 
 from idp.core import audit, claims, provisioning, sso
@@ -22,6 +21,7 @@ from idp.core.registry import ID_TOKEN_ALGORITHMS
 from idp.extensions import csrf, db
 from idp.http import authflow, second_factor
 from idp.http.errors import error_page
+from idp.http.forms import Form
 from idp.http.security import client_ip
 from idp.http.sso_cookie import clear_tgc, current_session
 from idp.models import Account, Consent, Service, SsoSession
@@ -113,7 +113,7 @@ def jwks():
 
 # --- authorization --------------------------------------------------------------------------------------
 
-class ConsentForm(FlaskForm):
+class ConsentForm(Form):
     """Only the CSRF token: the decision is the button pressed (allow / deny)."""
 
 
@@ -303,7 +303,7 @@ def revoke():
 
 # --- RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) ---------------------------------------------
 
-class LogoutForm(FlaskForm):
+class LogoutForm(Form):
     """Confirmation when the request cannot prove it comes from the person's own app."""
 
 
