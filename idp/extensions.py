@@ -17,6 +17,18 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+def commit_keeping_loaded() -> None:
+    """Commit without expiring the rows the session holds. For a request that commits on purpose midway (the
+    login: its audit event, then the new SSO session) and goes on with the same rows, which it has just
+    read or written itself: a plain commit would make each of them be read again at its next use."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
 migrate = Migrate()
 babel = Babel()
 csrf = CSRFProtect()

@@ -30,7 +30,7 @@ from idp.core.accounts import find_by_identifier, has_left, verify_password
 from idp.core.clock import utcnow
 from idp.core.passwords import hasher
 from idp.core.policy import Policy
-from idp.extensions import db
+from idp.extensions import commit_keeping_loaded, db
 from idp.models import Account, AuditEvent
 
 #: Failures that follow a *correct* password: the person may be told why (a "why" page), because only
@@ -227,6 +227,6 @@ def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: s
         account.password_hash = pw.hash(password)
     audit.record("login.succeeded", account_id=account.id, client_ip=client_ip, now=now, commit=False,
                  data={"service": service})
-    db.session.commit()
+    commit_keeping_loaded()  # the login goes on with the account (and the page's service)
     throttle.succeeded(claim)  # after the commit, in a transaction of its own
     return AuthResult(account, None)

@@ -363,9 +363,14 @@ def import_file(path: str | Path, pesel_key: str, **kwargs) -> ImportResult:
     return import_csv(data, path.name, pesel_key, **kwargs)
 
 
-def last_migration() -> ImportRun | None:
-    return db.session.scalar(db.select(ImportRun).where(ImportRun.status == "ok")
-                             .order_by(ImportRun.finished_at.desc()).limit(1))
+def last_migration():
+    """The last successful import: its `id` and `finished_at` (a row, not an ImportRun — the login page
+    shows it on every render)."""
+    return db.session.execute(_LAST_MIGRATION).first()
+
+
+_LAST_MIGRATION = (db.select(ImportRun.id, ImportRun.finished_at).where(ImportRun.status == "ok")
+                   .order_by(ImportRun.finished_at.desc()).limit(1))
 
 
 def entitled(account: Account, service: Service) -> bool:

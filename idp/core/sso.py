@@ -18,7 +18,7 @@ from idp.core import audit, callbacks
 from idp.core.clock import utcnow
 from idp.core.policy import Policy
 from idp.core.tickets import digest, new_id
-from idp.extensions import db
+from idp.extensions import commit_keeping_loaded, db
 from idp.models import Account, AuthorizationCode, OAuthToken, Service, SessionParticipant, SsoSession, Ticket
 
 
@@ -66,7 +66,7 @@ def start(account: Account, policy: Policy, *, warn: bool, client_ip: str | None
             db.session.commit()
             end(replaces, reason="replaced", now=now)
     audit.record("sso.started", account_id=account.id, client_ip=client_ip, now=now, commit=False)
-    db.session.commit()
+    commit_keeping_loaded()  # the caller goes on with the session, the account and the service at once
     return Started(session, tgt)
 
 
