@@ -85,9 +85,14 @@ class IdpServer(BaseApplication):
             from idp import create_app
 
             app = create_app(instance=self.instance)
+        from idp import sqlite_gate
         from idp.core.passwords import keep_hashing_memory
+        from idp.extensions import db
 
         keep_hashing_memory(app.config["ARGON2_MEMORY_COST"])  # this worker's allocator, before any login
+        if sqlite_gate.checkpoint_in_background(app.config["SQLALCHEMY_DATABASE_URI"]):
+            with app.app_context():
+                db.engine.dispose()  # connections opened while building the app: reopened in background mode
         # The app's ~160,000 objects live as long as the worker: out of the collector's sight, a full
         # collection no longer walks them all (~50-100 ms, a pause in whichever request triggers it).
         gc.freeze()
