@@ -24,11 +24,11 @@ def commit_keeping_loaded() -> None:
     login: its audit event, then the new SSO session) and goes on with the same rows, which it has just
     read or written itself: a plain commit would make each of them be read again at its next use."""
     session = db.session()
-    session.expire_on_commit = False
+    before, session.expire_on_commit = session.expire_on_commit, False
     try:
         session.commit()
     finally:
-        session.expire_on_commit = True
+        session.expire_on_commit = before
 migrate = Migrate()
 babel = Babel()
 csrf = CSRFProtect()

@@ -28,6 +28,7 @@ import os
 import sqlite3
 import threading
 import time
+from urllib.parse import quote
 
 #: Statements that start a write transaction under Python's sqlite3 (legacy transaction control).
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
@@ -35,8 +36,11 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 WAIT_SECONDS = 5.0
 #: The WAL size (pages) at which a commit checkpoints, once a thread does it in the background (SQLite: 1000).
 BACKSTOP_PAGES = 20000
-#: How often the background thread checkpoints (seconds).
+#: The size (bytes) a WAL file is cut back to when SQLite starts it over.
+JOURNAL_LIMIT = 64 * 1024 * 1024
+#: How often the background thread checkpoints (seconds), and how long it pauses after a failure.
 CHECKPOINT_INTERVAL = 0.1
+RETRY_PAUSE = 1.0
 
 log = logging.getLogger("idp.sqlite")
 _background = False
@@ -96,6 +100,7 @@ class GatedConnection(sqlite3.Connection):
         self.gate = _Gate(f"{os.fsencode(database).decode()}-writer.lock")
         if _background:
             self.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            self.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT}")  # a WAL grown large shrinks back
 
     def cursor(self, factory=GatedCursor):
         return super().cursor(factory)
@@ -126,7 +131,7 @@ def database_file(database_url: str) -> str | None:
     path = database_url.split("///", 1)[1] if "///" in database_url else ""
     if not path or path.startswith(":memory:") or "mode=memory" in path or path.startswith("file:"):
         return None
-    return path
+    return path.split("?", 1)[0]  # SQLAlchemy's query options are not part of the file name
 
 
 def engine_options(database_url: str) -> dict:
@@ -161,16 +166,24 @@ class Checkpointer(threading.Thread):
 
     def run(self) -> None:
         conn = None
+        failing = False
         while not self.stopping.wait(CHECKPOINT_INTERVAL):
             try:
-                if conn is None:
-                    conn = sqlite3.connect(self.path, timeout=WAIT_SECONDS, isolation_level=None)
+                if conn is None:  # never creates the file: a wrong path fails here instead
+                    conn = sqlite3.connect(f"file:{quote(self.path)}?mode=rw", uri=True, timeout=WAIT_SECONDS,
+                                           isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:  # never fatal: the backstop checkpoints at commit time
-                log.warning("background WAL checkpoint failed: %s", exc)
+                if failing:
+                    log.info("background WAL checkpoints work again")
+                failing = False
+            except Exception as exc:  # never fatal: the backstop checkpoints at commit time
+                if not failing:  # once per run of failures, not ten times a second
+                    log.warning("background WAL checkpoint failed (commits checkpoint past %s pages "
+                                "meanwhile): %s", BACKSTOP_PAGES, exc)
+                failing = True
                 if conn is not None:
                     conn.close()
                 conn = None
-                self.stopping.wait(1.0)
+                self.stopping.wait(RETRY_PAUSE)
         if conn is not None:
             conn.close()

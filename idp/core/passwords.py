@@ -19,6 +19,7 @@ log = logging.getLogger("idp.passwords")
 
 #: glibc's mallopt() parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_C_INT_MAX = 2**31 - 1
 
 
 class Passwords:
@@ -60,20 +61,22 @@ def keep_hashing_memory(memory_cost_kib: int) -> bool:
     """Let a server process reuse argon2's working memory instead of mapping it afresh for every password.
 
     glibc hands an allocation above its mmap threshold (at most 32 MiB by default) straight to the kernel
-    and back: argon2's 46 MiB were mapped, faulted in page by page (11,777 page faults, ~25 ms of kernel time
-    per verification on a 2-core server) and unmapped at every login. With the threshold above that size
-    the block comes from the heap and stays there (and the trim threshold keeps the heap from shrinking
-    under it): ~25-35 % more verifications per core. The memory is no secret once free — libargon2 wipes it
-    before freeing — but each process keeps it resident (docs/operations.md, sizing). False where there is no
-    glibc (nothing changes)."""
+    and back: argon2's 46 MiB were mapped, faulted in page by page (11,777 page faults, 20-30 ms of kernel
+    time per verification on the 2-core benchmark machine) and unmapped at every login. With the threshold
+    above that size the block comes from the heap and stays there (the trim threshold, twice that, keeps
+    the heap from shrinking under it): 20-30 % more verifications per core. libargon2 wipes the block
+    before freeing it; each process keeps it (and up to as much again of free heap) resident
+    (docs/operations.md, sizing). False, with nothing changed, where there is no glibc or it refuses a
+    threshold that large (older releases cap it at 32 MiB)."""
     size = memory_cost_kib * 1024 + (1 << 20)
-    if platform.libc_ver()[0] != "glibc":
+    if platform.libc_ver()[0] != "glibc" or 2 * size > _C_INT_MAX:
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: glibc's
     except (OSError, AttributeError):
         return False
     if not (mallopt(_M_MMAP_THRESHOLD, size) and mallopt(_M_TRIM_THRESHOLD, 2 * size)):
-        log.warning("argon2 memory is mapped afresh for every password: mallopt refused %s bytes", size)
+        log.warning("argon2's memory is mapped afresh for every password: this glibc refuses an mmap "
+                    "threshold of %s bytes", size)
         return False
     return True

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from idp.core import audit, linking, pesel
 from idp.core.accounts import EMAIL_RE, normalise_identifier
 from idp.core.clock import utcnow
@@ -363,7 +365,7 @@ def import_file(path: str | Path, pesel_key: str, **kwargs) -> ImportResult:
     return import_csv(data, path.name, pesel_key, **kwargs)
 
 
-def last_migration():
+def last_migration() -> sa.Row | None:
     """The last successful import: its `id` and `finished_at` (a row, not an ImportRun — the login page
     shows it on every render)."""
     return db.session.execute(_LAST_MIGRATION).first()

@@ -64,12 +64,6 @@ _REGISTRY = _Registry(algorithms=ALGORITHMS)
 #: Parsed files by path, shared by every KeyStore: importing an RSA private key costs ~40 ms, and callers
 #: may build a KeyStore per request. An entry holds (file stamp, records); a changed stamp means re-read.
 _CACHE: dict[Path, tuple[tuple[int, ...], list[_Record]]] = {}
-_WRITES = 0
-
-
-def writes() -> int:
-    """How many times this process has written a key file: a cache of what it published can tell at once."""
-    return _WRITES
 
 
 class KeyStoreError(ConfigError):
@@ -270,7 +264,6 @@ class KeyStore:
 
     def _write(self, records: list[_Record]) -> None:
         """Atomically: readers see the old file or the new one, never half of one. Mode 0600."""
-        global _WRITES
         text = json.dumps({"keys": [r.to_json() for r in records]}, indent=2) + "\n"
         tmp = None
         try:
@@ -281,7 +274,6 @@ class KeyStore:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
             tmp = None
-            _WRITES += 1
         except OSError as exc:
             raise KeyStoreError(self.path, f"cannot write: {exc.strerror}") from None
         finally:

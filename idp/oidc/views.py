@@ -25,7 +25,7 @@ from idp.http.forms import Form
 from idp.http.security import client_ip
 from idp.http.sso_cookie import clear_tgc, current_session
 from idp.models import Account, Consent, Service, SsoSession
-from idp.oidc import bp, keys
+from idp.oidc import bp
 from idp.oidc.keys import InvalidToken
 from idp.oidc.server import (
     Client,
@@ -95,19 +95,18 @@ def _metadata() -> dict:
 
 @bp.route("/oidc/jwks")
 def jwks():
-    # Serialised once and served as is within the same second of the clock: a rotation by another process
-    # (the file changes) or a retirement (the clock passes retire_at) shows within a second, one by this
-    # process at once, and between those a request costs no system call.
-    cached = current_app.extensions.get("idp.oidc.jwks")
+    # The key file is looked at on every request (a stat), as the signer does before every signature: a
+    # rotation by any process shows here the moment it can sign. The serialised document is reused while
+    # the file and the clock's second stay the same (a retirement shows within the second).
+    store = keystore()
+    st = store.path.stat()
     second = utcnow().replace(microsecond=0)
-    if cached is None or cached[0] != (second, keys.writes()):
-        store = keystore()
-        st = store.path.stat()
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size, second)
-        body = cached[2] if cached is not None and cached[1] == stamp else \
-            current_app.json.dumps(store.public_jwks(second)).encode()
-        cached = current_app.extensions["idp.oidc.jwks"] = ((second, keys.writes()), stamp, body)
-    return current_app.response_class(cached[2], mimetype="application/json",
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size, second)
+    cached = current_app.extensions.get("idp.oidc.jwks")
+    if cached is None or cached[0] != stamp:
+        body = current_app.json.dumps(store.public_jwks(second)).encode()
+        cached = current_app.extensions["idp.oidc.jwks"] = (stamp, body)
+    return current_app.response_class(cached[1], mimetype="application/json",
                                       headers={"Cache-Control": "public, max-age=300"})
 
 

@@ -51,6 +51,22 @@ def test_other_processes_keep_sqlites_own_checkpoints(database):
     conn.close()
 
 
+def test_the_file_of_a_url_with_options():
+    assert sqlite_gate.database_file("sqlite:////srv/idp/idp.db?timeout=10") == "/srv/idp/idp.db"
+
+
+def test_a_wrong_path_is_never_created_and_said_once(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(sqlite_gate, "_background", False)
+    monkeypatch.setattr(sqlite_gate, "CHECKPOINT_INTERVAL", 0.01)
+    monkeypatch.setattr(sqlite_gate, "RETRY_PAUSE", 0.01)
+    missing = tmp_path / "missing.db"
+    thread = sqlite_gate.checkpoint_in_background(f"sqlite:///{missing}")
+    time.sleep(0.3)  # some fifteen tries
+    thread.stop()
+    assert not missing.exists()
+    assert caplog.text.count("background WAL checkpoint failed") == 1
+
+
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "postgresql://127.0.0.1/test"])
 def test_nothing_to_checkpoint_elsewhere(url, monkeypatch):
     monkeypatch.setattr(sqlite_gate, "_background", False)
