@@ -17,6 +17,13 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+babel = Babel()
+csrf = CSRFProtect()
+#: Builds messages (the outbox in idp.core.mail sends them, with a timeout and retries).
+mail = Mail()
+#: Endpoint rate limits (per client address); Redis-backed when IDP_REDIS_URL is set.
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
 def commit_keeping_loaded() -> None:
@@ -29,13 +36,6 @@ def commit_keeping_loaded() -> None:
         session.commit()
     finally:
         session.expire_on_commit = before
-migrate = Migrate()
-babel = Babel()
-csrf = CSRFProtect()
-#: Builds messages (the outbox in idp.core.mail sends them, with a timeout and retries).
-mail = Mail()
-#: Endpoint rate limits (per client address); Redis-backed when IDP_REDIS_URL is set.
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
 class SharedState:

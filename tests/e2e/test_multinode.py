@@ -573,9 +573,14 @@ def _journey(cl: Cluster) -> None:
         return r
 
     def waits(r: requests.Response) -> None:
-        """A refusal before any password check, for the delay (not the address block): then wait it out."""
+        """A refusal before any password check, for the delay (not the address block): then wait it out.
+        The seconds left depend on the wall time between two requests to different nodes, hence a range;
+        the page must name the delay (not the address block) and the same seconds as Retry-After."""
         wait = int(r.headers.get("Retry-After") or 0)
         assert 1 <= wait <= DELAY, f"Retry-After {r.headers.get('Retry-After')!r}, expected the {DELAY} s delay"
+        said = {f"Zbyt wiele nieudanych prób. Spróbuj ponownie za {wait} s.",
+                f"Too many failed attempts. Try again in {wait} s."}
+        assert any(text in r.text for text in said), f"the page does not name the {wait} s delay\n{r.text[:500]}"
         time.sleep(wait + 0.2)
 
     guess("A", VICTIM["email"], "wrong-password-number-1", 401)
