@@ -34,7 +34,7 @@ from idp.core import audit, claims, metrics
 from idp.core.accounts import has_left
 from idp.core.clock import utcnow
 from idp.core.registry import client_secret_hash
-from idp.extensions import db
+from idp.extensions import commit_keeping_loaded, db
 from idp.models import Account, AuthorizationCode, OAuthToken, Service, SsoSession
 from idp.oidc.keys import KeyStore
 
@@ -143,9 +143,11 @@ def query_client(client_id: str | None) -> Client | None:
 def save_token(token: dict, request) -> None:
     """Store an issued token pair by digest, in the family and SSO session it descends from.
 
-    Inserted, not committed: the token endpoint commits once the response (with its ID token) is built, so
-    the rows the ID token is made from are not expired and read again, and a failed commit answers 500
-    instead of handing out tokens that were never stored."""
+    A code exchange commits here, with the code's claim, before the ID token is signed: on SQLite the claim
+    holds the database file's one write lock, and the RS256 signature (~0.7 ms) and the response would
+    otherwise keep every other worker's writes waiting. The rows the ID token is made from stay loaded
+    (commit_keeping_loaded). Should the signature fail, the 500 leaves stored tokens nobody received and
+    the code used up. A refresh commits in the token view, with the rotation (revoke_old_credential)."""
     cfg = current_app.config
     now = utcnow()
     code: AuthorizationCode | None = getattr(request, "authorization_code", None)
@@ -180,6 +182,8 @@ def save_token(token: dict, request) -> None:
                      access_expires_at=access_expires, refresh_expires_at=refresh_expires)]
     for row in rows:  # one INSERT each (Core: no ORM object is read back)
         db.session.connection().execute(_INSERT_TOKEN, row)
+    if code is not None:
+        commit_keeping_loaded()
     metrics.token_issued(request.payload.grant_type if request.payload else None)
 
 
@@ -278,8 +282,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """Use the code up at once (one conditional UPDATE: two exchanges cannot both win). A second
         exchange revokes every token the first one produced (RFC 6749 §4.1.2).
 
-        The claim is committed with the tokens (the token view's one commit): a racing second exchange
-        waits for that commit, then finds the code used and the first exchange's token family to revoke."""
+        The claim is committed with the tokens (save_token): a racing second exchange waits for that
+        commit, then finds the code used and the first exchange's token family to revoke."""
         now = utcnow()
         found = db.session.connection().execute(_CLAIM_CODE, {"b_code_hash": digest(code),
                                                               "b_client_id": client.get_client_id(), "b_now": now}

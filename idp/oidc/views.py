@@ -251,8 +251,9 @@ def authorize():
 @csrf.exempt
 def token():
     response = authorization_server().create_token_response()
-    # One commit, after the ID token is signed: the code claim and the tokens save_token stored. A refused
-    # exchange still uses its code up (one PKCE try per code). An exception rolls both back (500).
+    # A code exchange has committed its claim and tokens already (save_token, before the signature); this
+    # commits a refresh (tokens and rotation) and a refused exchange's claim: a refused exchange still uses
+    # its code up (one PKCE try per code). An exception before that rolls back what is not committed (500).
     db.session.commit()
     return response
 

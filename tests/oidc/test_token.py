@@ -152,6 +152,36 @@ def test_code_is_single_use_and_a_replay_revokes_the_first_tokens(client, oidc):
     assert event.reason == "code_reuse"
 
 
+def test_a_code_exchange_is_committed_before_the_id_token_is_signed(client, oidc, monkeypatch):
+    """The claim and the tokens are committed before the RS256 signature, so on SQLite the claim does not hold
+    the file's one write lock (which every other worker's writes wait for) through the signature: at the
+    moment of signing, another connection already sees the code used and the tokens stored."""
+    from idp.extensions import db
+    from idp.models import AuthorizationCode, OAuthToken
+    from idp.oidc.keys import KeyStore
+
+    def committed() -> tuple[int, int]:
+        with db.engine.connect() as other:  # not the request's connection: sees only what is committed
+            used = other.scalar(db.select(db.func.count()).select_from(AuthorizationCode)
+                                .where(AuthorizationCode.used_at.is_not(None)))
+            stored = other.scalar(db.select(db.func.count()).select_from(OAuthToken))
+        return used, stored
+
+    code, _ = get_code(client, MAIL)
+    used_before, stored_before = committed()
+    seen = []
+    original = KeyStore.sign
+
+    def sign(self, payload, alg="RS256", typ=None):
+        seen.append(committed())
+        return original(self, payload, alg=alg, typ=typ)
+
+    monkeypatch.setattr(KeyStore, "sign", sign)
+    body = assert_token_response(exchange(client, code, MAIL))
+    assert body["id_token"]
+    assert seen == [(used_before + 1, stored_before + 1)]
+
+
 def test_code_replay_also_revokes_tokens_refreshed_from_it(client, oidc):
     code, _ = get_code(client, MAIL)
     first = assert_token_response(exchange(client, code, MAIL))
