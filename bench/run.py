@@ -552,7 +552,7 @@ class Bench:
             row.passed = not problems
         else:
             ratio = row.ratio
-            want = float(row.target.split("≥")[1].split(",")[0])
+            want = _wanted_ratio(row.target)
             ok = ratio is not None and ratio >= want
             if "p99" in row.target:
                 ok = ok and run.p99_ms is not None and run.p99_ms < 50
@@ -647,8 +647,13 @@ def _within_noise(row: Row) -> bool:
     """A ratio target some rounds met and others missed: the verdict is this machine's noise as much as the code."""
     if row.spread is None or "≥" not in row.target:
         return False
-    want = float(row.target.split("≥")[1].split(",")[0])
+    want = _wanted_ratio(row.target)
     return row.spread[0] < want <= row.spread[1]
+
+
+def _wanted_ratio(target: str) -> float:
+    """The ratio a target such as "≥ 0.50, p99 < 50 ms" asks for."""
+    return float(target.split("≥")[1].split(",")[0])
 
 
 def _ms(v: float | None) -> str:
