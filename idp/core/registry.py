@@ -231,13 +231,21 @@ def replace_all(entries: list[dict], secret_key: str | None = None) -> LoadRepor
     return report
 
 
+_S = Service.__table__
+_CAS_PATTERNS = db.select(_S.c.id, _S.c.name, _S.c.service_pattern).where(_S.c.protocol == "cas").order_by(_S.c.id)
+
+
 def match_cas_service(url: str | None) -> Service | None:
-    """The registered CAS service whose pattern matches the whole URL, or None."""
+    """The registered CAS service whose pattern matches the whole URL, or None.
+
+    Every login page, login and proxy request asks, and a university registers a hundred services or
+    more: the patterns are read as plain rows (no ORM objects, none of the JSON columns decoded) and only
+    the one that matches is loaded in full."""
     if not url or len(url) > MAX_URL:
         return None
-    for svc in db.session.scalars(db.select(Service).where(Service.protocol == "cas").order_by(Service.id)):
-        if compile_pattern(svc.service_pattern, svc.name).fullmatch(url):
-            return svc
+    for service_id, name, pattern in db.session.connection().execute(_CAS_PATTERNS).all():
+        if compile_pattern(pattern, name).fullmatch(url):
+            return db.session.get(Service, service_id)
     return None
 
 

@@ -189,6 +189,25 @@ def test_only_cas_services_match(app):
     assert match_cas_service(None) is None and match_cas_service("") is None
 
 
+def test_a_large_registry_finds_the_service_and_sees_a_reload_at_once(app):
+    apps = [{"name": f"app{k}", "protocol": "cas", "service_pattern": rf"^https://app{k}\.uczelnia\.pl/.*$",
+             "attributes": ["mail"]} for k in range(120)]
+    target = {"name": "Target", "protocol": "cas", "service_pattern": r"^https://a\.pl/.*$",
+              "attributes": ["album", "mail"], "allow_proxy": False}
+    replace_all(apps + [target])
+    found = match_cas_service("https://a.pl/x")
+    assert (found.name, found.attributes, found.allow_proxy) == ("Target", ["album", "mail"], False)
+    assert match_cas_service("https://app77.uczelnia.pl/").name == "app77"
+    # Overlapping patterns: the service registered first wins.
+    replace_all(apps + [target, {"name": "Wide", "protocol": "cas", "service_pattern": r"^https://.*$"}])
+    assert match_cas_service("https://a.pl/x").name == "Target"
+    assert match_cas_service("https://b.pl/").name == "Wide"
+    # A reload is seen by the next request: nothing of the registry is kept between lookups.
+    replace_all(apps + [dict(target, service_pattern=r"^https://b\.pl/.*$")])
+    assert match_cas_service("https://a.pl/x") is None
+    assert match_cas_service("https://b.pl/").name == "Target"
+
+
 def test_overlong_urls_are_refused(app):
     _register(r"^https://a\.pl/.*")
     assert match_cas_service("https://a.pl/" + "x" * 4000)
