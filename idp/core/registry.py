@@ -56,8 +56,8 @@ class LoadReport:
     unchanged: list[str] = field(default_factory=list)
 
 
-@lru_cache(maxsize=512)
-def _compiled(pattern: str):
+@lru_cache(maxsize=4096)  # every registered pattern stays compiled: a lookup walks them all in order, and a
+def _compiled(pattern: str):  # cache smaller than the registry would then miss on every one of them
     options = re2.Options()
     options.max_mem = 8 << 20
     options.log_errors = False  # the error is reported by us, once; RE2 would also print it to stderr
