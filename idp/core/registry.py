@@ -56,8 +56,10 @@ class LoadReport:
     unchanged: list[str] = field(default_factory=list)
 
 
-@lru_cache(maxsize=4096)  # every registered pattern stays compiled: a lookup walks them all in order, and a
-def _compiled(pattern: str):  # cache smaller than the registry would then miss on every one of them
+# A lookup walks every CAS pattern in order: a cache smaller than the registry would miss on each of them
+# (and compile them all again) on every request. 4096 patterns; a larger registry would need more.
+@lru_cache(maxsize=4096)
+def _compiled(pattern: str):
     options = re2.Options()
     options.max_mem = 8 << 20
     options.log_errors = False  # the error is reported by us, once; RE2 would also print it to stderr
@@ -240,12 +242,27 @@ def match_cas_service(url: str | None) -> Service | None:
 
     Every login page, login and proxy request asks, and a university registers a hundred services or
     more: the patterns are read as plain rows (no ORM objects, none of the JSON columns decoded) and only
-    the one that matches is loaded in full."""
+    the one that matches is loaded in full. Those are two reads: should `idp services load` commit between
+    them (the row gone, or its pattern changed), the answer comes from one read of whole rows instead."""
     if not url or len(url) > MAX_URL:
         return None
-    for service_id, name, pattern in db.session.connection().execute(_CAS_PATTERNS).all():
+    for service_id, name, pattern in _cas_patterns():
         if compile_pattern(pattern, name).fullmatch(url):
-            return db.session.get(Service, service_id)
+            svc = db.session.get(Service, service_id)
+            if svc is not None and svc.protocol == "cas" and svc.service_pattern == pattern:
+                return svc
+            return _match_whole_rows(url)
+    return None
+
+
+def _cas_patterns() -> list:
+    return db.session.connection().execute(_CAS_PATTERNS).all()
+
+
+def _match_whole_rows(url: str) -> Service | None:
+    for svc in db.session.scalars(db.select(Service).where(Service.protocol == "cas").order_by(Service.id)):
+        if compile_pattern(svc.service_pattern, svc.name).fullmatch(url):
+            return svc
     return None
 
 

@@ -208,6 +208,35 @@ def test_a_large_registry_finds_the_service_and_sees_a_reload_at_once(app):
     assert match_cas_service("https://b.pl/").name == "Target"
 
 
+@pytest.mark.parametrize("change", ["pattern", "removed"])
+def test_a_load_between_the_two_reads_gives_the_registry_as_it_now_is(app, monkeypatch, change):
+    """The patterns and the matching row are two reads; `idp services load` may commit between them."""
+    import idp.core.registry as registry
+
+    replace_all([{"name": "Old", "protocol": "cas", "service_pattern": r"^https://a\.pl/.*$"},
+                 {"name": "Other", "protocol": "cas", "service_pattern": r"^https://(a|b)\.pl/.*$"}])
+    seen_before = registry._cas_patterns()
+    if change == "pattern":
+        replace_all([{"name": "Old", "protocol": "cas", "service_pattern": r"^https://c\.pl/.*$"},
+                     {"name": "Other", "protocol": "cas", "service_pattern": r"^https://(a|b)\.pl/.*$"}])
+    else:
+        replace_all([{"name": "Other", "protocol": "cas", "service_pattern": r"^https://(a|b)\.pl/.*$"}])
+    monkeypatch.setattr(registry, "_cas_patterns", lambda: seen_before)  # the first read came before the load
+    assert match_cas_service("https://a.pl/x").name == "Other"
+
+
+def test_every_pattern_of_a_large_registry_stays_compiled():
+    import idp.core.registry as registry
+
+    patterns = [rf"^https://svc{k}\.uczelnia\.pl/.*$" for k in range(600)]
+    for p in patterns:
+        compile_pattern(p, "test")
+    misses = registry._compiled.cache_info().misses
+    for p in patterns:  # a second lookup walking all 600 in order compiles none of them again
+        compile_pattern(p, "test")
+    assert registry._compiled.cache_info().misses == misses
+
+
 def test_overlong_urls_are_refused(app):
     _register(r"^https://a\.pl/.*")
     assert match_cas_service("https://a.pl/" + "x" * 4000)
