@@ -464,6 +464,10 @@ class Bench:
                 fixtures.write_logins(creds, CLIENTS)
                 clients = max(4, 2 * total_workers)
                 add("login", wrk("login", "login", nodes, secs, creds, clients=clients))
+                # Diagnostic: one argon2 verification per request through the same server (bench/app.py): splits
+                # the login's gap to the raw rate into argon2 inside a worker and the login's web part.
+                add("argon2 served", wrk("argon2 served", "get", nodes, secs, creds, clients=clients,
+                                         BENCH_PATH="/_bench/argon2", BENCH_EXPECT="ok"))
                 add("argon2", argon2_rate(cfg, total_workers, secs, nodes, kept=True))
                 add("argon2 fresh", argon2_rate(cfg, total_workers, secs, nodes))
 
@@ -481,6 +485,11 @@ class Bench:
             result.notes.append(f"login: {argon} (the served instance's), {max(4, 2 * total_workers)} clients, "
                                 f"raw verify with {total_workers} processes (= the servers' workers), keeping "
                                 f"argon2's memory between verifications as the workers do")
+            served = runs.get("argon2 served")
+            if served is not None and served.rate:
+                result.rows.append(Row(f"argon2 verify through the server, one per request ({max(4, 2 * total_workers)} clients)",
+                                       served, f"raw verify, {total_workers} procs", runs["argon2"], "reference"))
+                result.notes.append(login_split(runs["login"], served, runs["argon2"]))
             if runs["argon2 fresh"].rate:
                 result.notes.append(
                     f"login ÷ raw verify with argon2-cffi's default allocation (its {cfg['memory_cost'] // 1024} MiB mapped afresh each time, "
@@ -628,6 +637,20 @@ def _reachable(pg: str, redis_url: str) -> str | None:
 
 
 # --- output ----------------------------------------------------------------------------------------------------
+
+def login_split(login: Run, served: Run, raw: Run) -> str:
+    """Where the login's gap to the raw argon2 rate goes: argon2 inside a worker (behind one bare request)
+    against the raw processes, and the rest of a login (the form GET, the POST's statements, session, ticket)
+    in server CPU per login against per served verification."""
+    per_login = 1000.0 * login.server_cpu * login.seconds / (login.rate * login.seconds) if login.rate else None
+    per_verify = served.server_ms_per_request
+    text = (f"login split: argon2 through the server ÷ raw = {served.rate / raw.rate:.2f}, "
+            f"login ÷ argon2 through the server = {login.rate / served.rate:.2f}")
+    if per_login and per_verify and login.server_cpu and served.server_cpu:
+        text += (f"; server CPU {per_login:.1f} ms per login against {per_verify:.1f} ms per served verification: "
+                 f"the login's web part costs {per_login - per_verify:.1f} ms")
+    return text
+
 
 def _fmt_rate(run: Run, unit: str = "/s") -> str:
     return f"{run.rate:,.1f}{unit}" if run.rate < 100 else f"{run.rate:,.0f}{unit}"
