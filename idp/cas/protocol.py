@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from sqlalchemy.orm import joinedload
 
@@ -13,6 +14,28 @@ from idp.core.errors import SharedStateUnavailable
 from idp.core.policy import Policy
 from idp.extensions import db
 from idp.models import Account, Service, SsoSession
+
+
+def same_service(issued: str, presented: str) -> bool:
+    """Is `presented` (at validation) the service the ticket was issued for?
+
+    Equal as written, or equal once both are read the way a browser and a CAS client hand them around: the
+    `#fragment` dropped (a browser never sends it, so a client that rebuilds its service URL from the
+    request cannot repeat it), scheme and host in lower case, and percent-encoding decoded (`%20`, `+`,
+    `%2F`: clients encode differently, as Apereo CAS's default matching allows). Path and query keep their
+    case and order: anything else is another service."""
+    if issued == presented:
+        return True
+
+    def canonical(url: str) -> tuple[str, ...] | None:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return None
+        return (parts.scheme.lower(), parts.netloc.lower(), unquote(parts.path), unquote_plus(parts.query))
+
+    a = canonical(issued)
+    return a is not None and a == canonical(presented)
 
 
 @dataclass(frozen=True)
@@ -123,7 +146,7 @@ def validate(ticket: str | None, service: str | None, policy: Policy, settings: 
     if row.expires_at <= now:
         return _fail("INVALID_TICKET", f"Ticket {ticket} has expired", account_id=row.account_id,
                      service=service, client_ip=client_ip, now=now)
-    if row.service != service:
+    if not same_service(row.service, service):
         return _fail("INVALID_SERVICE", f"Ticket {ticket} was not issued for this service",
                      account_id=row.account_id, service=service, client_ip=client_ip, now=now)
     if renew and not row.from_new_login:

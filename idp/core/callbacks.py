@@ -12,6 +12,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from idp.core.registry import malformed_url
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -23,7 +25,7 @@ class Outcome:
 def _private(host: str) -> bool:
     try:
         infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
+    except (OSError, ValueError):  # gaierror; UnicodeError for a host the IDNA codec refuses
         return False
     for info in infos:
         addr = ipaddress.ip_address(info[4][0])
@@ -34,6 +36,8 @@ def _private(host: str) -> bool:
 
 def target_problem(url: str, *, allow_loopback: bool, require_https: bool) -> str | None:
     """Why this URL may not be called back, or None."""
+    if malformed_url(url):
+        return "malformed URL"
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return "not an http(s) URL"
@@ -58,7 +62,7 @@ def post_form(url: str, data: dict[str, str], *, timeout: float, allow_loopback:
         return Outcome(False, "refused", problem)
     try:
         resp = requests.post(url, data=data, timeout=timeout, allow_redirects=False)
-    except requests.RequestException as exc:
+    except (requests.RequestException, ValueError) as exc:  # ValueError: a URL urllib3 cannot use
         return Outcome(False, "failed", type(exc).__name__)
     ok = resp.status_code in accepted if accepted is not None else 200 <= resp.status_code < 300
     if ok:
@@ -84,7 +88,7 @@ def get(url: str, params: dict[str, str], *, timeout: float, allow_loopback: boo
     for _ in range(MAX_REDIRECTS + 1):
         try:
             resp = requests.get(target, params=query, timeout=timeout, allow_redirects=False, verify=True)
-        except requests.RequestException as exc:
+        except (requests.RequestException, ValueError) as exc:  # ValueError: a URL urllib3 cannot use
             return Outcome(False, "failed", type(exc).__name__)
         if not (resp.is_redirect and resp.headers.get("Location")):
             break

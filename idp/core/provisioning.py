@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import io
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -126,6 +127,10 @@ def _shown(value: str) -> str:
     return "(hidden: it looks like a PESEL)" if re.search(r"\d{11}", value) else repr(value)
 
 
+#: Unicode categories no name may hold: control characters (tab and line breaks included) and lone surrogates.
+_NOT_TEXT = frozenset({"Cc", "Cs"})
+
+
 def _parse_row(line: int, raw: dict[str, str], pesel_key: str, errors: list[RowError]) -> Row | None:
     problems: list[str] = []
     if "__error__" in raw:
@@ -137,6 +142,9 @@ def _parse_row(line: int, raw: dict[str, str], pesel_key: str, errors: list[RowE
     for key in ("first_name", "last_name"):
         if not raw[key]:
             problems.append(f"{key} is empty")
+        elif any(unicodedata.category(c) in _NOT_TEXT for c in raw[key]):
+            # A name goes into CAS XML, ID tokens and mail headers: XML 1.0 allows no control characters.
+            problems.append(f"{key} contains a control character")
     role = raw["role"].lower()
     if role not in ROLES:
         problems.append(f"role {_shown(raw['role'])} must be one of {', '.join(ROLES)}")

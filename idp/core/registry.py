@@ -44,6 +44,23 @@ GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", PASS
 MAX_URL = 4096
 
 
+def malformed_url(url: str) -> str | None:
+    """Why a URL could not be redirected to or called (it does not split, its port is not a number from 0
+    to 65535, its host is not a valid name: an empty label, a label over 63 characters), or None.
+
+    A pattern with a wildcard host (`https://.*\\.example\\.edu/.*`) matches such URLs, and the redirect
+    (Werkzeug encodes the host to IDNA), the ticket's URL or a back-channel call would fail on them with a
+    500 after the ticket was stored: they are refused before they are matched."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError when out of range or not a number)
+        if parts.hostname:
+            parts.hostname.encode("idna")
+    except ValueError:  # UnicodeError is one
+        return "malformed URL"
+    return None
+
+
 class RegistryError(DomainError):
     code = "registry_invalid"
 
@@ -244,7 +261,7 @@ def match_cas_service(url: str | None) -> Service | None:
     more: the patterns are read as plain rows (no ORM objects, none of the JSON columns decoded) and only
     the one that matches is loaded in full. Those are two reads: should `idp services load` commit between
     them (the row gone, or its pattern changed), the answer comes from one read of whole rows instead."""
-    if not url or len(url) > MAX_URL:
+    if not url or len(url) > MAX_URL or malformed_url(url):
         return None
     for service_id, name, pattern in _cas_patterns():
         if compile_pattern(pattern, name).fullmatch(url):

@@ -227,8 +227,11 @@ def end(session: SsoSession, *, reason: str, now: dt.datetime | None = None, act
             continue
         fut = jobs[p.id]
         if fut.done():
-            outcome = fut.result()
-            p.logout_status, p.logout_detail = outcome.status, outcome.detail
+            try:  # CAS 3.0 §2.3.3.1: errors of single logout are ignored, whatever they are
+                outcome = fut.result()
+                p.logout_status, p.logout_detail = outcome.status, outcome.detail
+            except Exception as exc:  # noqa: BLE001
+                p.logout_status, p.logout_detail = "failed", type(exc).__name__
         else:
             p.logout_status, p.logout_detail = "failed", "timeout"
         if p.logout_status != "delivered":

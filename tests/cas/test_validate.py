@@ -18,6 +18,7 @@ from tests.cas.conftest import (
     audit_events,
     cas_json,
     cas_xml,
+    failure_code,
     login_ticket,
     service_for,
     sso_ticket,
@@ -249,10 +250,10 @@ def test_wrong_service_is_invalid_service_and_burns_the_ticket(client, person, e
 
 @pytest.mark.parametrize("other", [
     "https://usosweb.example.edu.pl/kontroler.php?_action=news/other",   # same app, other URL
-    "https://usosweb.example.edu.pl/kontroler.php?_action=news%2Fdefault",  # encoded differently
     USOSWEB + "&x=1",
 ])
-def test_service_must_match_exactly(client, person, other):
+def test_service_must_be_the_same_url(client, person, other):
+    """Encoded differently is the same URL (test_the_same_service_written_differently_validates)."""
     t = login_ticket(client)
     assert code(validate(client, "/cas/serviceValidate", t, other)) == "INVALID_SERVICE"
 
@@ -493,3 +494,41 @@ def test_validation_success_and_failure_are_audited(client, person):
     assert [e.reason for e in failed] == ["INVALID_TICKET"]
     assert failed[0].data["service"] == USOSWEB
     assert re.search(r"not recognized", failed[0].data["detail"])
+
+
+@pytest.mark.parametrize("endpoint", VALIDATE_XML_ENDPOINTS)
+def test_control_characters_in_an_echoed_ticket_still_give_well_formed_xml(client, endpoint):
+    """The failure's description names the ticket; XML 1.0 cannot carry U+0001 even escaped."""
+    r = client.get(endpoint, query_string={"ticket": "ST-\x01\x0bbad", "service": USOSWEB})
+    assert failure_code(r) in {"INVALID_TICKET", "INVALID_TICKET_SPEC"}  # cas_xml parsed it
+    assert "ST-bad" in r.get_data(as_text=True)
+
+
+def test_control_characters_in_a_pgt_echoed_by_proxy_still_give_well_formed_xml(client):
+    r = client.get("/cas/proxy", query_string={"pgt": "PGT-\x00x", "targetService": USOSWEB})
+    doc = cas_xml(r)
+    assert doc.find("cas:proxyFailure", NS) is not None
+
+
+@pytest.mark.parametrize("issued, presented", [
+    ("https://usosweb.example.edu.pl/kontroler.php?_action=home#top", "https://usosweb.example.edu.pl/kontroler.php?_action=home"),
+    ("https://usosweb.example.edu.pl/app?x=a%20b", "https://usosweb.example.edu.pl/app?x=a+b"),
+    ("https://usosweb.example.edu.pl/app?next=%2Fhome", "https://usosweb.example.edu.pl/app?next=/home"),
+    ("https://usosweb.example.edu.pl/app", "HTTPS://USOSWEB.example.edu.pl/app"),
+])
+def test_the_same_service_written_differently_validates(client, person, issued, presented):
+    """A client that rebuilds its service URL from the request it got (mod_auth_cas, phpCAS) cannot repeat
+    a #fragment and may encode differently."""
+    t = login_ticket(client, issued)
+    assert success(validate(client, "/cas/serviceValidate", t, presented)) is not None
+
+
+@pytest.mark.parametrize("issued, presented", [
+    ("https://usosweb.example.edu.pl/app?x=1", "https://usosweb.example.edu.pl/app?x=2"),
+    ("https://usosweb.example.edu.pl/App", "https://usosweb.example.edu.pl/app"),
+    ("https://usosweb.example.edu.pl/app?a=1&b=2", "https://usosweb.example.edu.pl/app?b=2&a=1"),
+    ("https://usosweb.example.edu.pl/app", "https://usosweb.example.edu.pl/app/"),
+])
+def test_another_service_is_still_invalid_service(client, person, issued, presented):
+    t = login_ticket(client, issued)
+    assert failure_code(validate(client, "/cas/serviceValidate", t, presented)) == "INVALID_SERVICE"

@@ -268,6 +268,19 @@ def test_bad_pesel_is_reported_with_its_line(app, bad, reason):
 
 # --- refused rows ------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("key, value", [("first_name", "Ja\x0bn"), ("last_name", "Ko\x01walski"),
+                                        ("first_name", "Anna\tMaria")])
+def test_a_control_character_in_a_name_is_refused_with_its_line(app, key, value):
+    """Names go into CAS XML, ID tokens and mail: XML 1.0 cannot carry control characters at all."""
+    result = run(app, csv_bytes([person(1), person(2, **{key: value})]))
+    assert not result.ok
+    assert [(e.line, e.message) for e in result.errors] == [(3, f"{key} contains a control character")]
+    assert accounts() == {}
+
+
+def test_polish_letters_in_names_are_welcome(app):
+    assert run(app, csv_bytes([person(1, first_name="Żaneta", last_name="Gęślą-Jaźń")])).ok
+
 def test_duplicate_album_names_both_lines(app):
     rows = [person(1), person(2), person(3, album="1001")]
     result = run(app, csv_bytes(rows))
@@ -377,8 +390,9 @@ def test_multiline_quoted_field_line_numbers_point_at_the_first_line(app):
         f'1001,{p1["pesel"]},Jan,"Kowalski\nde\nNowak",a@example.com,,dean,',
         # line 5: a bad role
         "1002,,Anna,Nowak,b@example.com,,dean,",
-        # line 6-7: a good row with a multi-line first name
-        f'1003,{p3["pesel"]},"Jan\nMaria",Kowalski,c@example.com,,student,',
+        # line 6-7: a good row whose aliases span two lines (a name may not: a line break is a control
+        # character, refused in names)
+        f'1003,{p3["pesel"]},Jan,Kowalski,c@example.com,,student,"c1@example.com;\nc2@example.com"',
         # line 8: bad role again
         "1004,,Ewa,Lis,d@example.com,,dean,",
     ]
