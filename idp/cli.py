@@ -94,7 +94,8 @@ pass_ctx = click.make_pass_decorator(Context)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--instance", metavar="DIR", envvar="IDP_INSTANCE",
-              help="Instance folder (config idp.toml, SQLite file, keys). Default: instance/ in the project.")
+              help="Instance folder (config idp.toml, SQLite file, keys). Default: IDP_INSTANCE, else ./instance "
+                   "(in the current folder).")
 @click.pass_context
 def main(ctx, instance):
     """idp — central login (CAS 3.0, OpenID Connect) for USOSweb, e-learning and mail.
@@ -194,7 +195,10 @@ def users_set_password(c: Context, identifier: str, temporary: bool):
         if getpass.getpass("Repeat new password: ") != password:
             raise Refused("the passwords do not match")
     else:
-        password = sys.stdin.readline().rstrip("\r\n")
+        try:  # bytes, decoded here: the locale's decoder would smuggle undecodable bytes in as surrogates
+            password = sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise Refused("the password is not valid UTF-8") from None
     if not password:
         raise Refused("empty password")
     with c.app.app_context():

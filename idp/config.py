@@ -109,9 +109,10 @@ class ConfigError(Exception):
 
 
 def instance_path(explicit: str | os.PathLike | None = None) -> Path:
-    """The instance folder: explicit argument, IDP_INSTANCE, else `instance/` in the project."""
+    """The instance folder: explicit argument, IDP_INSTANCE, else `./instance` (the contract's default, in
+    the current folder; from the checkout that is the project's own `instance/`, ignored by git)."""
     raw = explicit or os.environ.get("IDP_INSTANCE")
-    return Path(raw).resolve() if raw else PROJECT_ROOT / "instance"
+    return Path(raw or "instance").resolve()
 
 
 def _coerce(key: str, raw: str, source: str) -> Any:
@@ -145,6 +146,10 @@ def _from_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     out: dict[str, Any] = {}
     for key, value in data.items():
         upper = key.upper()
@@ -182,7 +187,10 @@ def _secrets(folder: Path) -> dict[str, str]:
                 raise ConfigError(f"{path}: {key.lower()} is missing or not a string "
                                   "(restore the file from a backup: a new pesel_key orphans every PESEL hash)")
         return out
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. IDP_INSTANCE names a file
+        raise ConfigError(f"{folder}: cannot use as the instance folder: {exc.strerror}") from None
     values = {"secret_key": secrets.token_urlsafe(48), "pesel_key": secrets.token_urlsafe(48)}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

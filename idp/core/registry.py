@@ -214,9 +214,11 @@ def _columns(entry: dict, secret_key: str) -> dict:
 def load_file(path: str | Path) -> LoadReport:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM tolerated, as in the people CSV
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path}: not UTF-8 (byte {exc.start})") from None
     return replace_all(parse(text, str(path)))
 
 

@@ -485,3 +485,63 @@ def test_throttle_address_refuses_what_is_not_an_address(ready):
     result = ready.invoke("throttle", "address", "example.edu.pl")
     assert result.exit_code == 1
     assert "not an IP address" in result.stderr
+
+
+# --- files and input that are not what they should be ------------------------------------------------------
+
+def test_a_password_that_is_not_utf8_is_refused_in_one_line(people):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")} | people.env
+    result = subprocess.run([str(IDP), "users", "set-password", "12345"], input=b"p\xe9ssword-Latarnia-42\n",
+                            capture_output=True, env=env, timeout=60)
+    assert result.returncode == 1
+    assert one_line(result.stderr.decode()) == "idp: the password is not valid UTF-8"
+
+
+def test_services_file_not_utf8_is_one_line(ready, tmp_path):
+    path = tmp_path / "services.toml"
+    path.write_bytes(SERVICES.encode().replace(b"USOSweb", b"USOSw\xe9b", 1))
+    result = ready.run("services", "load", str(path))
+    assert result.returncode == 1
+    assert "services.toml: not UTF-8" in one_line(result.stderr)
+
+
+def test_services_file_with_a_bom_loads(ready, tmp_path):
+    path = tmp_path / "services.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + SERVICES.encode())
+    result = ready.invoke("services", "load", str(path))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("kind", ["not utf-8", "a folder"])
+def test_unreadable_config_file_stops_init_with_one_line(instance, kind):
+    path = instance.folder / "idp.toml"
+    if kind == "a folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b'base_url = "http://caf\xe9.example"\n')
+    result = instance.run("init")
+    assert result.returncode == 2
+    assert str(path) in one_line(result.stderr)
+
+
+def test_an_instance_folder_that_is_a_file_is_one_line(instance, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    result = instance.run("init", env={"IDP_INSTANCE": str(afile)})
+    assert result.returncode == 2
+    assert "cannot use as the instance folder" in one_line(result.stderr)
+
+
+def test_default_instance_is_instance_in_the_current_folder(instance, tmp_path):
+    """The contract: `./instance` by default."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {"IDP_INSTANCE": ""}
+    if "IDP_DATABASE_URL" in instance.env:  # PostgreSQL runs: the database is named, the folder still defaults
+        env["IDP_DATABASE_URL"] = instance.env["IDP_DATABASE_URL"]
+    result = instance.run("init", cwd=work, env=env)
+    assert result.returncode == 0, result.stderr
+    assert str(work / "instance") in result.stdout
+    assert (work / "instance" / "secrets.toml").exists()

@@ -72,7 +72,10 @@ def test_precedence_through_create_app(folder, monkeypatch, database_url):
 
 def test_instance_folder_choice(tmp_path, monkeypatch):
     monkeypatch.delenv("IDP_INSTANCE", raising=False)
+    monkeypatch.chdir(PROJECT_ROOT)
     assert instance_path() == PROJECT_ROOT / "instance"
+    monkeypatch.chdir(tmp_path)
+    assert instance_path() == tmp_path / "instance"  # ./instance, as the contract says
     monkeypatch.setenv("IDP_INSTANCE", str(tmp_path / "a"))
     assert instance_path() == tmp_path / "a"
     assert instance_path(tmp_path / "b") == tmp_path / "b"
