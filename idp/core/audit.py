@@ -13,12 +13,31 @@ from idp.extensions import db
 from idp.models import AuditEvent
 
 
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """A request's value as the audit can store it on every database: PostgreSQL text holds no U+0000, and
+    the column's length is the limit (an event is never lost to a hostile client_id)."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "\ufffd") if "\x00" in value else value
+    return value[:limit] if limit else value
+
+
+def _clean(data: Any) -> Any:
+    if isinstance(data, str):
+        return _text(data)
+    if isinstance(data, dict):
+        return {k: _clean(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_clean(v) for v in data]
+    return data
+
+
 def record(action: str, *, actor: str = "self", account_id: int | None = None, reason: str | None = None,
            client_ip: str | None = None, data: dict[str, Any] | None = None,
            now: dt.datetime | None = None, commit: bool = True) -> AuditEvent:
     """Store one event. `data` must never hold a password, a PESEL or a ticket that is still valid."""
-    event = AuditEvent(at=now or utcnow(), action=action, actor=actor, account_id=account_id, reason=reason,
-                       client_ip=client_ip, data=data)
+    event = AuditEvent(at=now or utcnow(), action=action, actor=_text(actor, 254), account_id=account_id,
+                       reason=_text(reason, 64), client_ip=_text(client_ip, 64), data=_clean(data))
     db.session.add(event)
     if commit:
         db.session.commit()
@@ -35,9 +54,9 @@ def append(action: str, *, actor: str = "self", account_id: int | None = None, r
            now: dt.datetime | None = None) -> None:
     """`record` for the protocol endpoints apps call thousands of times a minute: one INSERT at once, in
     the caller's transaction (committed by the caller), without an ORM object nobody reads back."""
-    db.session.connection().execute(_INSERT, {"at": now or utcnow(), "action": action, "actor": actor,
-                                              "account_id": account_id, "reason": reason,
-                                              "client_ip": client_ip, "data": data})
+    db.session.connection().execute(_INSERT, {"at": now or utcnow(), "action": action, "actor": _text(actor, 254),
+                                              "account_id": account_id, "reason": _text(reason, 64),
+                                              "client_ip": _text(client_ip, 64), "data": _clean(data)})
     metrics.audit_event(action, reason)
 
 

@@ -129,8 +129,8 @@ _CLIENT = db.select(*Service.__table__.c).where(Service.protocol == "oidc", Serv
 
 def query_client(client_id: str | None) -> Client | None:
     """The registered client; looked up once per request (Authlib asks again while building the token)."""
-    if not client_id:
-        return None
+    if not client_id or "\x00" in client_id or len(client_id) > 100:  # no such client: no query (PostgreSQL
+        return None                                                     # refuses U+0000 in text)
     known = g.setdefault("idp_oidc_clients", {})
     if client_id not in known:
         svc = db.session.connection().execute(_CLIENT, {"b_client_id": client_id}).first()
@@ -514,12 +514,14 @@ class Revocation(RevocationEndpoint):
         return find_token(token_string, token_type_hint)
 
     def revoke_token(self, token: OAuthToken, request) -> None:
-        """Revoking a refresh token ends its whole family; an access token only itself (RFC 7009 §2.1)."""
+        """Revoking a refresh token ends its whole family; an access token only itself (RFC 7009 §2.1): it
+        expires now. Its row may also hold the refresh token issued with it, which stays usable (revoked_at
+        would end both halves)."""
         now = utcnow()
         if token.refresh_token_hash and token.refresh_token_hash == digest(request.form.get("token", "")):
             revoke_family(token.family, now)
         else:
-            token.revoked_at = token.revoked_at or now
+            token.access_expires_at = min(token.access_expires_at, now)
             db.session.commit()
 
 
@@ -545,7 +547,7 @@ class Server(AuthorizationServer):
         a way to probe which client_ids exist."""
         try:
             return super().authenticate_client(request, methods, endpoint)
-        except InvalidClientError as exc:
+        except (InvalidClientError, ValueError) as exc:  # ValueError: Basic credentials that are not UTF-8
             raise InvalidClientError(status_code=401 if "client_secret_basic" in methods else 400,
                                      description="Client authentication failed.") from exc
 

@@ -3,6 +3,8 @@ introspection, revocation, RP-initiated logout."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import secrets
 from urllib.parse import urlencode
 
@@ -10,7 +12,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import MissingAuthorizationError, UnsupportedTokenTypeError
 from authlib.oauth2.rfc6750.errors import InsufficientScopeError
-from flask import current_app, jsonify, redirect, render_template, request, url_for
+from flask import current_app, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
@@ -137,6 +139,25 @@ def _grant_error(exc: OAuth2Error):
                       400, hint=f"{exc.error}: {exc.description}" if exc.description else exc.error)
 
 
+#: Which authorization request sent the person to the login page (_request_key): the login that follows
+#: satisfies that request's prompt=login or max_age, not a later one's.
+_LOGIN_FOR = "idp_oidc_login_for"
+
+
+def _request_key() -> str:
+    """This authorization request, however the browser re-encodes its URL on the way back from login."""
+    items = sorted(request.args.items(multi=True))
+    return hashlib.sha256(json.dumps([request.path, items]).encode()).hexdigest()[:32]
+
+
+def _login_was_for_this_request(current: SsoSession) -> bool:
+    """The person was sent to log in by this very request, and did so within the time a login may resume it.
+    A login that ended elsewhere (a consent page left undecided, a "not provisioned" page) must not count
+    as a fresh login for the next client's prompt=login or max_age."""
+    return (session.get(_LOGIN_FOR) == _request_key()
+            and (utcnow() - current.auth_time).total_seconds() <= authflow.RESUME_SECONDS)
+
+
 def _auth_too_old(session: SsoSession, max_age: str | None) -> bool:
     if max_age is None or max_age == "":
         return False
@@ -168,6 +189,10 @@ def _remember_consent(account: Account, client: Client, scopes: list[str]) -> No
     db.session.commit()
 
 
+#: The longest nonce kept with an authorization code (its column's length).
+MAX_NONCE = 255
+
+
 @bp.route("/oidc/authorize", methods=["GET", "POST"])
 @csrf.exempt  # a relying party may POST the request (OIDC Core §3.1.2.1); the consent decision checks its own
 def authorize():
@@ -196,11 +221,16 @@ def authorize():
         return _error_redirect(redirect_uri, "request_not_supported", "Request objects are not supported.", state)
     if data.get("request_uri"):
         return _error_redirect(redirect_uri, "request_uri_not_supported", "request_uri is not supported.", state)
+    nonce = data.get("nonce") or ""
+    if len(nonce) > MAX_NONCE or "\x00" in nonce:  # stored with the code; OIDC sets no limit, so say ours
+        return _error_redirect(redirect_uri, "invalid_request", f"nonce must be at most {MAX_NONCE} characters.",
+                               state)
 
-    fresh = authflow.is_fresh(current)
+    fresh = authflow.is_fresh(current) and _login_was_for_this_request(current)
     if current is None or (not fresh and ("login" in prompts or _auth_too_old(current, data.get("max_age")))):
         if "none" in prompts:
             return _error_redirect(redirect_uri, "login_required", "The person is not logged in.", state)
+        session[_LOGIN_FOR] = _request_key()
         authflow.remember_resume(request.full_path, label=client.name, login_hint=data.get("login_hint"))
         params = {"renew": "true"} if current is not None else {}
         return redirect(url_for("cas.login", **params), code=302)
@@ -215,6 +245,9 @@ def authorize():
     if not provisioning.entitled(account, svc):
         ref = audit.record("oidc.authorize.not_provisioned", account_id=account.id, reason="not_entitled",
                            client_ip=client_ip(), data={"client_id": client.get_client_id()}).id
+        if "none" in prompts:  # no page may be shown (OIDC Core §3.1.2.1): the client learns it from the error
+            return _error_redirect(redirect_uri, "access_denied",
+                                   f"The person has no account in this application (reference E{ref}).", state)
         return render_template("login/not_provisioned.html", service=svc, account=account, policy=_policy(),
                                last_migration=provisioning.last_migration(), ref=f"E{ref}"), 403
 
@@ -236,6 +269,7 @@ def authorize():
                                    claims=claims.claims_for_consent(" ".join(scopes)), policy=_policy())
 
     authflow.take_fresh(current)
+    session.pop(_LOGIN_FOR, None)
     grant.request.sso_session = current
     response = server.create_authorization_response(grant_user=account, grant=grant)
     if response.status_code == 302 and "code=" in (response.headers.get("Location") or ""):

@@ -642,3 +642,54 @@ def test_everyone_policy_a_session_without_the_second_factor_gets_no_code(client
     r = client.get("/oidc/authorize", query_string=auth_params(challenge=challenge, prompt="none"))
     assert location(r).startswith(MAIL_CB + "?")
     assert query(r)["error"] == "interaction_required" and query(r)["state"] == "st-123"
+
+
+# --- a login counts only for the request that asked for it -------------------------------------------------
+
+@pytest.mark.parametrize("extra", [{"prompt": "login"}, {"max_age": "0"}])
+def test_a_login_that_ended_on_a_consent_page_does_not_satisfy_the_next_clients_prompt_login(client, oidc, extra):
+    """OIDC Core §3.1.2.1: prompt=login and max_age ask for an authentication for this request. A login made
+    for another client's request, whose consent page was left undecided, is not one."""
+    page = authorize(client, auth_params(ELEARNING))
+    assert page.status_code == 200 and 'name="decision"' in page.get_data(as_text=True)  # left undecided
+    r = client.get("/oidc/authorize", query_string=auth_params(MAIL, **extra))
+    assert urlsplit(location(r)).path == "/cas/login"
+    # and once the person logs in for this request, it goes on (no loop)
+    r = authorize(client, auth_params(MAIL, **extra))
+    assert code_from(r, MAIL_CB)
+
+
+def test_prompt_none_for_a_person_not_entitled_redirects_with_access_denied(client, register, person):
+    """No page may be shown with prompt=none: the client gets the error, with state and iss."""
+    from idp.core import registry
+    from tests.conftest import SERVICES
+    from tests.oidc.conftest import CLIENTS
+
+    register()
+    restricted = [dict(c, requires_entitlement=True) if c["client_id"] == MAIL else dict(c) for c in CLIENTS]
+    registry.replace_all([dict(s) for s in SERVICES] + restricted)
+    cas_ticket_login(client)  # an SSO session
+    q = error_redirect(client.get("/oidc/authorize", query_string=auth_params(MAIL, prompt="none")),
+                       MAIL_CB, "access_denied")
+    assert "reference E" in q["error_description"]
+
+
+@pytest.mark.parametrize("nonce", ["n" * 256, "abc\x00def"])
+def test_a_nonce_that_cannot_be_kept_is_invalid_request(client, oidc, nonce):
+    cas_ticket_login(client)
+    q = error_redirect(client.get("/oidc/authorize", query_string=auth_params(MAIL, nonce=nonce)), MAIL_CB,
+                       "invalid_request")
+    assert "255" in q["error_description"]
+
+
+def test_a_nonce_of_255_characters_is_kept(client, oidc):
+    nonce = "n" * 255
+    code, _ = get_code(client, MAIL, nonce=nonce)
+    claims = id_token_claims(client, exchange(client, code).get_json()["id_token"], nonce=nonce)
+    assert claims["nonce"] == nonce
+
+
+@pytest.mark.parametrize("client_id", ["mail\x00", "x" * 300])
+def test_a_client_id_no_client_can_have_is_an_unknown_client(client, oidc, client_id):
+    r = client.get("/oidc/authorize", query_string=auth_params(client_id, redirect_uri=MAIL_CB))
+    assert r.status_code == 400 and "Location" not in r.headers

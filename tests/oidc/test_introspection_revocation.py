@@ -164,6 +164,17 @@ def test_revoke_access_token(client, oidc):
     assert introspect(client, body["access_token"]).get_json() == INACTIVE
 
 
+def test_revoking_an_access_token_leaves_its_refresh_token_working(client, oidc):
+    """RFC 7009 §2.1 lets a server revoke the refresh token too; this one revokes only what was sent."""
+    body = tokens(client, MAIL)
+    revoke(client, body["access_token"], token_type_hint="access_token")
+    assert introspect(client, body["refresh_token"], token_type_hint="refresh_token").get_json()["active"] is True
+    r = refresh(client, body["refresh_token"])
+    assert r.status_code == 200, r.get_json()
+    assert userinfo(client, r.get_json()["access_token"]).status_code == 200
+    assert userinfo(client, body["access_token"]).status_code == 401
+
+
 def test_revoke_access_token_leaves_other_families(client, oidc):
     a = tokens(client, MAIL)
     b = tokens(client, MAIL)

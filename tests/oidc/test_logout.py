@@ -377,3 +377,27 @@ def test_prompt_none_after_logout_is_login_required(client, oidc):
     client.get("/oidc/logout", query_string={"id_token_hint": body["id_token"]})
     r = authorize(client, auth_params(MAIL, prompt="none"), login=False)
     assert query(r)["error"] == "login_required"
+
+
+@pytest.mark.parametrize("client_id", ["x" * 300, "mail\x00"])
+def test_logout_naming_a_client_id_no_client_can_have_is_an_error_page(client, oidc, client_id):
+    """The refusal is audited with the client_id as the actor: cut to the column and without U+0000
+    (PostgreSQL stores neither), never a 500."""
+    r = client.get("/oidc/logout", query_string={"client_id": client_id, "post_logout_redirect_uri": MAIL_HOME})
+    assert r.status_code == 400 and "Location" not in r.headers
+
+
+def test_audit_keeps_an_event_whatever_the_request_sent(app):
+    from idp.core import audit
+    from idp.extensions import db
+    from idp.models import AuditEvent
+
+    audit.record("test.event", actor="a\x00" + "b" * 300, reason="r\x00" * 40, client_ip="1\x00",
+                 data={"service": "s\x00t", "list": ["x\x00"]})
+    audit.append("test.event2", actor="c\x00", data={"k": "v\x00"})
+    db.session.commit()
+    events = {e.action: e for e in db.session.scalars(db.select(AuditEvent))}
+    assert events["test.event"].actor == "a\ufffd" + "b" * 252
+    assert len(events["test.event"].reason) == 64
+    assert events["test.event"].data == {"service": "s\ufffdt", "list": ["x\ufffd"]}
+    assert events["test.event2"].actor == "c\ufffd" and events["test.event2"].data == {"k": "v\ufffd"}

@@ -376,3 +376,15 @@ def test_public_client_tokens(client, oidc):
     code, _ = get_code(client, MOBILE, challenge=challenge, redirect_uri=MOBILE_CB)
     body = assert_token_response(exchange(client, code, MOBILE, verifier=verifier))
     assert body["refresh_token"]
+
+
+@pytest.mark.parametrize("path", ["/oidc/token", "/oidc/introspect", "/oidc/revoke"])
+def test_basic_credentials_that_are_not_utf8_are_invalid_client(client, oidc, path):
+    import base64
+
+    header = "Basic " + base64.b64encode(b"\xff:\xff").decode()
+    r = client.post(path, data={"grant_type": "authorization_code", "code": "x", "token": "x"},
+                    headers={"Authorization": header})
+    assert r.status_code == 401
+    assert r.get_json()["error"] == "invalid_client"
+    assert r.headers["WWW-Authenticate"].startswith("Basic")
