@@ -93,6 +93,13 @@ def compile_pattern(pattern: str, where: str):
         raise RegistryError(f"{where}: service_pattern is not a valid (RE2) regular expression: {reason}") from None
 
 
+def _check_url(url: str, what: str) -> None:
+    """An address the IdP redirects to or calls: absolute http(s), usable, no fragment."""
+    parts = urlsplit(url) if not malformed_url(url) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise RegistryError(f"{what} {url!r} must be an absolute http(s) URL without a fragment")
+
+
 def _validate(entry: dict, index: int, path: str) -> dict:
     name = entry.get("name")
     where = f"{path}: service #{index} ({name!r})" if name else f"{path}: service #{index}"
@@ -119,6 +126,8 @@ def _validate(entry: dict, index: int, path: str) -> dict:
         if "service_pattern" not in entry:
             raise RegistryError(f"{where}: 'service_pattern' is required for a CAS service")
         compile_pattern(entry["service_pattern"], where)
+        if "logout_url" in entry:
+            _check_url(entry["logout_url"], f"{where}: logout_url")
         ua = entry.get("username_attribute")
         if ua is not None and ua not in USERNAME_ATTRIBUTES:
             raise RegistryError(f"{where}: username_attribute must be one of {', '.join(USERNAME_ATTRIBUTES)}")
@@ -129,15 +138,18 @@ def _validate(entry: dict, index: int, path: str) -> dict:
         for key in needed:
             if key not in entry:
                 raise RegistryError(f"{where}: {key!r} is required for an OIDC client")
+        if "redirect_uris" in needed and not entry["redirect_uris"]:
+            raise RegistryError(f"{where}: 'redirect_uris' must name at least one URL for the code flow")
         for key in ("redirect_uris", "post_logout_redirect_uris"):
             for uri in entry.get(key, []):
-                parts = urlsplit(uri)
-                if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
-                    raise RegistryError(f"{where}: {key} entry {uri!r} must be an absolute http(s) URL "
-                                        "without a fragment")
+                _check_url(uri, f"{where}: {key} entry")
+        if "backchannel_logout_uri" in entry:
+            _check_url(entry["backchannel_logout_uri"], f"{where}: backchannel_logout_uri")
         bad = set(entry.get("grant_types", [])) - set(GRANT_TYPES)
         if bad:
             raise RegistryError(f"{where}: unknown grant type(s) {sorted(bad)}; allowed: {', '.join(GRANT_TYPES)}")
+        if "client_secret" in entry and not entry["client_secret"]:
+            raise RegistryError(f"{where}: client_secret is empty (leave the key out for a public client)")
         if "client_credentials" in entry.get("grant_types", []) and "client_secret" not in entry:
             raise RegistryError(f"{where}: client_credentials needs a client_secret (a public client has none)")
         if PASSWORD_VERIFICATION in entry.get("grant_types", []) and "client_secret" not in entry:
@@ -170,9 +182,9 @@ def parse(text: str, path: str = "<services>") -> list[dict]:
         if not isinstance(entry, dict):
             raise RegistryError(f"{path}: service #{i}: each service must be a [[service]] table")
         _validate(entry, i, path)
-        if entry["name"] in seen:
+        if entry["name"].casefold() in seen:  # entitlements name services whatever the case
             raise RegistryError(f"{path}: service #{i}: the name {entry['name']!r} is used twice")
-        seen.add(entry["name"])
+        seen.add(entry["name"].casefold())
         cid = entry.get("client_id")
         if cid:
             if cid in client_ids:

@@ -138,8 +138,21 @@ def test_bad_regex(pattern):
      ["A", "requires_entitlement"]),
     ('[[service]]\nname = "A"\nprotocol = "cas"\nservice_pattern = "x"\n'
      '[[service]]\nname = "A"\nprotocol = "cas"\nservice_pattern = "y"\n', ["A", "twice"]),
-    ('[[service]]\nname = "A"\nprotocol = "oidc"\nclient_id = "c"\nredirect_uris = []\n'
-     '[[service]]\nname = "B"\nprotocol = "oidc"\nclient_id = "c"\nredirect_uris = []\n', ["c", "twice"]),
+    ('[[service]]\nname = "A"\nprotocol = "oidc"\nclient_id = "c"\nredirect_uris = ["https://a.pl/cb"]\n'
+     '[[service]]\nname = "B"\nprotocol = "oidc"\nclient_id = "c"\nredirect_uris = ["https://b.pl/cb"]\n',
+     ["c", "twice"]),
+    ('[[service]]\nname = "A"\nprotocol = "cas"\nservice_pattern = "x"\n'
+     '[[service]]\nname = "a"\nprotocol = "cas"\nservice_pattern = "y"\n', ["a", "twice"]),
+    ('[[service]]\nname = "A"\nprotocol = "oidc"\nclient_id = "c"\nredirect_uris = []\n',
+     ["A", "redirect_uris", "at least one"]),
+    ('[[service]]\nname = "A"\nprotocol = "cas"\nservice_pattern = "x"\nlogout_url = "not a url"\n',
+     ["A", "logout_url", "not a url"]),
+    ('[[service]]\nname = "A"\nprotocol = "cas"\nservice_pattern = "x"\nlogout_url = "https://a..pl/slo"\n',
+     ["A", "logout_url"]),
+    ('[[service]]\nname = "A"\nprotocol = "oidc"\nclient_id = "c"\nredirect_uris = ["https://a.pl/cb"]\n'
+     'backchannel_logout_uri = "also not a url"\n', ["A", "backchannel_logout_uri"]),
+    ('[[service]]\nname = "A"\nprotocol = "oidc"\nclient_id = "c"\nclient_secret = ""\n'
+     'grant_types = ["client_credentials"]\n', ["A", "client_secret", "empty"]),
     ('services = []\n', ["services"]),
     ('service = 5\n', ["service"]),
     ('service = [1, 2]\n', ["service"]),
