@@ -47,9 +47,15 @@ def _unknown_service(url: str):
 
 
 def _grant(sso_session: SsoSession, svc: Service | None, service_url: str | None, *, new_login: bool,
-           method: str, warned: bool = False):
-    """Last step of /login: a ticket for the service, or the "you are logged in" page."""
+           method: str, warned: bool = False, gateway: bool = False):
+    """Last step of /login: a ticket for the service, or the "you are logged in" page.
+
+    With `gateway` nothing may be asked or shown (CAS 3.0 §2.1.1): whatever would need a page (the second
+    factor, "not provisioned", the warning) sends the person back to the service without a ticket."""
     account = db.session.get(Account, sso_session.account_id)
+    if gateway and svc is not None and service_url is not None and not _non_interactive(sso_session, account,
+                                                                                        svc, new_login, warned):
+        return redirect(service_url, code=302)
     if authflow.needs_second_factor(account) and second_factor.verified_at(sso_session) is None:
         # A session that never passed the second factor (started before the policy asked for it).
         return second_factor.to_verify(_resume_url(service_url, False, method))
@@ -84,6 +90,17 @@ def _grant(sso_session: SsoSession, svc: Service | None, service_url: str | None
     return redirect(_with_ticket(service_url, issued.ticket), code=302)
 
 
+def _non_interactive(sso_session: SsoSession, account: Account, svc: Service, new_login: bool, warned: bool) -> bool:
+    """Can a ticket be issued for this session without a page? (The gateway's question.)"""
+    if authflow.needs_second_factor(account) and second_factor.verified_at(sso_session) is None:
+        return False
+    if not provisioning.entitled(account, svc):
+        audit.record("cas.login.not_provisioned", account_id=account.id, reason="not_entitled",
+                     client_ip=client_ip(), data={"service": svc.name, "gateway": True})
+        return False
+    return not (sso_session.warn and not new_login and not warned)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     service_url = request.values.get("service") or None
@@ -103,7 +120,7 @@ def login():
         fresh = authflow.take_fresh(current)
         if current is not None and (not renew or fresh):
             return _grant(current, svc, service_url, new_login=fresh, method=method,
-                          warned="warn_ok" in request.form)
+                          warned="warn_ok" in request.form, gateway=gateway)
         if gateway and svc is not None:
             return redirect(service_url, code=302)
         form.service.data = service_url

@@ -202,6 +202,23 @@ def test_gateway_with_session_gives_a_ticket(client, person):
     assert failure_code(validate(client, "/cas/serviceValidate", t, MOODLE)) is None
 
 
+def test_gateway_for_a_person_not_provisioned_goes_back_without_a_ticket(client, register):
+    """CAS 3.0 §2.1.1: with gateway nothing is shown; the app learns there is no ticket for this person."""
+    register({"name": "Wirtualny Dziekanat", "protocol": "cas",
+              "service_pattern": r"^https://dziekanat\.example\.edu\.pl/.*", "requires_entitlement": True})
+    create_account(entitlements=["USOSweb"])
+    login_ticket(client)
+    r = client.get("/cas/login", query_string={"service": "https://dziekanat.example.edu.pl/", "gateway": "true"})
+    assert r.status_code == 302 and r.headers["Location"] == "https://dziekanat.example.edu.pl/"
+    assert audit_events("cas.login.not_provisioned")[-1].data == {"service": "Wirtualny Dziekanat", "gateway": True}
+
+
+def test_gateway_for_a_person_who_asked_to_be_warned_goes_back_without_a_ticket(client, person):
+    cas_login(client, USER, PASSWORD, warn=True)
+    r = client.get("/cas/login", query_string={"service": MOODLE, "gateway": "true"})
+    assert r.status_code == 302 and r.headers["Location"] == MOODLE
+
+
 def test_gateway_with_renew_is_ignored_and_credentials_are_asked(client, person):
     # Without a session: the form, not a ticketless redirect.
     r = client.get("/cas/login", query_string={"service": USOSWEB, "gateway": "true", "renew": "true"})
