@@ -280,7 +280,11 @@ def p3_proxy_validate():
 
 @bp.route("/proxy")
 def proxy():
-    fmt = _format() or "XML"
+    fmt = _format()
+    if fmt is None:  # as at the validation endpoints
+        return responses.proxy(protocol.reject("INVALID_REQUEST", "format must be XML or JSON",
+                                               service=request.args.get("targetService"), client_ip=client_ip(),
+                                               now=utcnow()), "XML")
     try:
         result = protocol.proxy(request.args.get("pgt"), request.args.get("targetService"), _policy(),
                                 lifetime=current_app.config["TICKET_LIFETIME"], now=utcnow(),

@@ -92,9 +92,14 @@ class Client(ClientMixin):
         uris = self.service.redirect_uris or []
         return uris[0] if len(uris) == 1 else None
 
-    def get_allowed_scope(self, scope: str | None) -> str:
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """The requested scopes the client is registered for. Others are left out (RFC 6749 §3.3: the
+        token response then names the scope granted); None when scopes were asked and none of them may be
+        granted, which Authlib answers with invalid_scope (a token for nothing would say nothing)."""
         allowed = set(self.service.scopes or ["openid"])
-        return " ".join(s for s in (scope or "").split() if s in allowed)
+        asked = (scope or "").split()
+        granted = [s for s in asked if s in allowed]
+        return None if asked and not granted else " ".join(granted)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         """Exact string match with a registered URI (no prefix or pattern matching)."""

@@ -428,3 +428,8 @@ def test_pgt_not_leaked_into_the_audit_log(client, person, proxy_setup):
         blob = f"{event.actor} {event.data}"
         assert pgt not in blob and pgt[4:] not in blob
     pt_from(request_pt(client, pgt))  # and the PGT still works
+
+
+def test_proxy_with_an_unknown_format_is_invalid_request(client):
+    """As at the validation endpoints: a format other than XML or JSON is refused, in XML."""
+    assert proxy_failure(request_pt(client, "PGT-x", fmt="YAML")) == "INVALID_REQUEST"

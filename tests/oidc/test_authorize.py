@@ -693,3 +693,14 @@ def test_a_nonce_of_255_characters_is_kept(client, oidc):
 def test_a_client_id_no_client_can_have_is_an_unknown_client(client, oidc, client_id):
     r = client.get("/oidc/authorize", query_string=auth_params(client_id, redirect_uri=MAIL_CB))
     assert r.status_code == 400 and "Location" not in r.headers
+
+
+def test_a_request_for_scopes_none_of_which_may_be_granted_is_invalid_scope(client, oidc):
+    cas_ticket_login(client)
+    error_redirect(client.get("/oidc/authorize", query_string=auth_params(MAIL, scope="phone address")), MAIL_CB,
+                   "invalid_scope")
+
+
+def test_unknown_scopes_next_to_openid_are_left_out(client, oidc):
+    code, _ = get_code(client, MAIL, scope="openid offline_access email")
+    assert exchange(client, code).get_json()["scope"].split() == ["openid", "email"]

@@ -348,7 +348,13 @@ def test_client_credentials_for_the_service_client(client, oidc):
 def test_client_credentials_scope_limited_to_registration(client, oidc):
     r = token_request(client, {"grant_type": "client_credentials", "scope": "profile email"}, client_id=REPORTS)
     body = assert_token_response(r)
-    assert "email" not in body.get("scope", "").split()
+    assert body["scope"] == "profile"  # RFC 6749 §3.3: named when it differs from the request
+
+
+def test_client_credentials_for_scopes_none_of_which_may_be_granted_is_invalid_scope(client, oidc):
+    r = token_request(client, {"grant_type": "client_credentials", "scope": "email"}, client_id=REPORTS)
+    assert r.status_code == 400 and r.get_json()["error"] == "invalid_scope"
+    assert "access_token" not in r.get_json()
 
 
 def test_client_credentials_refused_for_public_clients(client, oidc):
