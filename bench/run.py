@@ -486,7 +486,7 @@ class Bench:
                                 f"raw verify with {total_workers} processes (= the servers' workers), keeping "
                                 f"argon2's memory between verifications as the workers do")
             served = runs.get("argon2 served")
-            if served is not None and served.rate:
+            if served is not None and served.rate and runs["argon2"].rate:
                 result.rows.append(Row(f"argon2 verify through the server, one per request ({max(4, 2 * total_workers)} clients)",
                                        served, f"raw verify, {total_workers} procs", runs["argon2"], "reference"))
                 result.notes.append(login_split(runs["login"], served, runs["argon2"]))

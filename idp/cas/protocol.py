@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, unquote_plus, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sqlalchemy.orm import joinedload
 
@@ -21,18 +21,22 @@ def same_service(issued: str, presented: str) -> bool:
 
     Equal as written, or equal once both are read the way a browser and a CAS client hand them around: the
     `#fragment` dropped (a browser never sends it, so a client that rebuilds its service URL from the
-    request cannot repeat it), scheme and host in lower case, and percent-encoding decoded (`%20`, `+`,
-    `%2F`: clients encode differently, as Apereo CAS's default matching allows). Path and query keep their
-    case and order: anything else is another service."""
+    request cannot repeat it), scheme and host in lower case, the path percent-decoded (`%2F` = `/`) and the
+    query read as decoded name=value pairs (`%20` = `+` = space; `%26` stays inside its value): clients
+    encode differently, as Apereo CAS's default matching allows. Path and query keep their case and order:
+    anything else is another service."""
     if issued == presented:
         return True
 
-    def canonical(url: str) -> tuple[str, ...] | None:
+    def canonical(url: str) -> tuple | None:
         try:
             parts = urlsplit(url)
+            port = parts.port
         except ValueError:
             return None
-        return (parts.scheme.lower(), parts.netloc.lower(), unquote(parts.path), unquote_plus(parts.query))
+        # The query as decoded pairs, in order: `%26` stays inside its value instead of splitting it.
+        return (parts.scheme.lower(), parts.username, parts.password, parts.hostname, port,
+                unquote(parts.path), parse_qsl(parts.query, keep_blank_values=True))
 
     a = canonical(issued)
     return a is not None and a == canonical(presented)

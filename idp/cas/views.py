@@ -53,11 +53,11 @@ def _grant(sso_session: SsoSession, svc: Service | None, service_url: str | None
     With `gateway` nothing may be asked or shown (CAS 3.0 §2.1.1): whatever would need a page (the second
     factor, "not provisioned", the warning) sends the person back to the service without a ticket."""
     account = db.session.get(Account, sso_session.account_id)
-    if gateway and svc is not None and service_url is not None and not _non_interactive(sso_session, account,
-                                                                                        svc, new_login, warned):
-        return redirect(service_url, code=302)
+    back = gateway and svc is not None and service_url is not None
     if authflow.needs_second_factor(account) and second_factor.verified_at(sso_session) is None:
         # A session that never passed the second factor (started before the policy asked for it).
+        if back:
+            return redirect(service_url, code=302)
         return second_factor.to_verify(_resume_url(service_url, False, method))
     if svc is None or service_url is None:
         resume = authflow.pop_resume()
@@ -69,12 +69,16 @@ def _grant(sso_session: SsoSession, svc: Service | None, service_url: str | None
                                apps=sso.apps_summary(sso.participants(sso_session)))
     if not provisioning.entitled(account, svc):
         ref = audit.record("cas.login.not_provisioned", account_id=account.id, reason="not_entitled",
-                           client_ip=client_ip(), data={"service": svc.name}).id
+                           client_ip=client_ip(), data={"service": svc.name, **({"gateway": True} if back else {})}).id
+        if back:
+            return redirect(service_url, code=302)
         last = provisioning.last_migration()
         return render_template("login/not_provisioned.html", service=svc, account=account, policy=_policy(),
                                last_migration=last, ref=f"E{ref}",
                                next_migration=provisioning.next_migration(_policy(), utcnow())), 403
     if sso_session.warn and not new_login and not warned:
+        if back:
+            return redirect(service_url, code=302)
         return render_template("cas/warn.html", service=svc, service_url=service_url, method=method,
                                account=account, policy=_policy())
     now = utcnow()
@@ -88,17 +92,6 @@ def _grant(sso_session: SsoSession, svc: Service | None, service_url: str | None
         return render_template("cas/post_redirect.html", service=svc, service_url=service_url,
                                ticket=issued.ticket, policy=_policy())
     return redirect(_with_ticket(service_url, issued.ticket), code=302)
-
-
-def _non_interactive(sso_session: SsoSession, account: Account, svc: Service, new_login: bool, warned: bool) -> bool:
-    """Can a ticket be issued for this session without a page? (The gateway's question.)"""
-    if authflow.needs_second_factor(account) and second_factor.verified_at(sso_session) is None:
-        return False
-    if not provisioning.entitled(account, svc):
-        audit.record("cas.login.not_provisioned", account_id=account.id, reason="not_entitled",
-                     client_ip=client_ip(), data={"service": svc.name, "gateway": True})
-        return False
-    return not (sso_session.warn and not new_login and not warned)
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -132,6 +132,8 @@ def _validate(entry: dict, index: int, path: str) -> dict:
         if ua is not None and ua not in USERNAME_ATTRIBUTES:
             raise RegistryError(f"{where}: username_attribute must be one of {', '.join(USERNAME_ATTRIBUTES)}")
     else:
+        if len(entry.get("client_id") or "") > 100:  # its column's length: a longer one could never log in
+            raise RegistryError(f"{where}: client_id must be at most 100 characters")
         needed = ["client_id"]
         if set(entry.get("grant_types", ["authorization_code"])) & {"authorization_code", "refresh_token"}:
             needed.append("redirect_uris")  # a client_credentials-only service never redirects

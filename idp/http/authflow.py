@@ -285,18 +285,20 @@ def finish_second_factor(account: Account, method: str) -> tuple[str, str | None
 
 def mark_fresh(sso_session: SsoSession) -> None:
     """The session was just created from a password typed on a page other than the protocol's own."""
-    session[_FRESH] = sso_session.id
+    session[_FRESH] = {"sid": sso_session.id, "at": int(time.time())}
+
+
+def _fresh_for(mark, sso_session: SsoSession | None) -> bool:
+    """A mark counts for its session, and no longer than a login may take to resume what asked for it: one
+    left behind (a consent page never answered) must not pass for a new login an hour later."""
+    return (sso_session is not None and isinstance(mark, dict) and mark.get("sid") == sso_session.id
+            and time.time() - mark.get("at", 0) <= RESUME_SECONDS)
 
 
 def take_fresh(sso_session: SsoSession | None) -> bool:
     """True once, right after mark_fresh for this session: the next ticket counts as a new login."""
-    fresh = session.pop(_FRESH, None)
-    return sso_session is not None and fresh == sso_session.id
+    return _fresh_for(session.pop(_FRESH, None), sso_session)
 
-
-def is_fresh(sso_session: SsoSession | None) -> bool:
-    """Like take_fresh without using it up (a consent page may stand between login and the code)."""
-    return sso_session is not None and session.get(_FRESH) == sso_session.id
 
 
 # --- resuming a protocol request after the login page ---------------------------------------------------

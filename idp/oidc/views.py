@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+import time
 from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
@@ -139,9 +140,11 @@ def _grant_error(exc: OAuth2Error):
                       400, hint=f"{exc.error}: {exc.description}" if exc.description else exc.error)
 
 
-#: Which authorization request sent the person to the login page (_request_key): the login that follows
-#: satisfies that request's prompt=login or max_age, not a later one's.
+#: Which authorization request sent the person to the login page (_request_key), and which one that login
+#: was then for: it satisfies that request's prompt=login or max_age (through a consent page and its POST),
+#: not a later request's.
 _LOGIN_FOR = "idp_oidc_login_for"
+_LOGIN_DONE = "idp_oidc_login_done"
 
 
 def _request_key() -> str:
@@ -150,12 +153,17 @@ def _request_key() -> str:
     return hashlib.sha256(json.dumps([request.path, items]).encode()).hexdigest()[:32]
 
 
-def _login_was_for_this_request(current: SsoSession) -> bool:
-    """The person was sent to log in by this very request, and did so within the time a login may resume it.
-    A login that ended elsewhere (a consent page left undecided, a "not provisioned" page) must not count
-    as a fresh login for the next client's prompt=login or max_age."""
-    return (session.get(_LOGIN_FOR) == _request_key()
-            and (utcnow() - current.auth_time).total_seconds() <= authflow.RESUME_SECONDS)
+def _fresh_login_for_this_request(current: SsoSession | None, key: str) -> bool:
+    """Did the person just log in for this very request? The login's mark (authflow.mark_fresh) is used up
+    by the first authorization request after it: kept for this request when it is the one that sent the
+    person to log in, dropped otherwise, so that a login that ended elsewhere (a consent page left
+    undecided, a "not provisioned" page) counts neither for the next client's prompt=login or max_age nor
+    for a CAS renew."""
+    if authflow.take_fresh(current) and session.pop(_LOGIN_FOR, None) == key:
+        session[_LOGIN_DONE] = {"key": key, "at": int(time.time())}
+    done = session.get(_LOGIN_DONE)
+    return (current is not None and isinstance(done, dict) and done.get("key") == key
+            and time.time() - done.get("at", 0) <= authflow.RESUME_SECONDS)
 
 
 def _auth_too_old(session: SsoSession, max_age: str | None) -> bool:
@@ -223,14 +231,16 @@ def authorize():
         return _error_redirect(redirect_uri, "request_uri_not_supported", "request_uri is not supported.", state)
     nonce = data.get("nonce") or ""
     if len(nonce) > MAX_NONCE or "\x00" in nonce:  # stored with the code; OIDC sets no limit, so say ours
-        return _error_redirect(redirect_uri, "invalid_request", f"nonce must be at most {MAX_NONCE} characters.",
-                               state)
+        return _error_redirect(redirect_uri, "invalid_request",
+                               f"nonce must be at most {MAX_NONCE} characters, without U+0000.", state)
 
-    fresh = authflow.is_fresh(current) and _login_was_for_this_request(current)
+    key = _request_key()
+    fresh = _fresh_login_for_this_request(current, key)
     if current is None or (not fresh and ("login" in prompts or _auth_too_old(current, data.get("max_age")))):
         if "none" in prompts:
             return _error_redirect(redirect_uri, "login_required", "The person is not logged in.", state)
-        session[_LOGIN_FOR] = _request_key()
+        session.pop(_LOGIN_DONE, None)
+        session[_LOGIN_FOR] = key
         authflow.remember_resume(request.full_path, label=client.name, login_hint=data.get("login_hint"))
         params = {"renew": "true"} if current is not None else {}
         return redirect(url_for("cas.login", **params), code=302)
@@ -268,8 +278,7 @@ def authorize():
             return render_template("oidc/consent.html", form=form, client=client, account=account,
                                    claims=claims.claims_for_consent(" ".join(scopes)), policy=_policy())
 
-    authflow.take_fresh(current)
-    session.pop(_LOGIN_FOR, None)
+    session.pop(_LOGIN_DONE, None)
     grant.request.sso_session = current
     response = server.create_authorization_response(grant_user=account, grant=grant)
     if response.status_code == 302 and "code=" in (response.headers.get("Location") or ""):

@@ -528,6 +528,8 @@ def test_the_same_service_written_differently_validates(client, person, issued, 
     ("https://usosweb.example.edu.pl/App", "https://usosweb.example.edu.pl/app"),
     ("https://usosweb.example.edu.pl/app?a=1&b=2", "https://usosweb.example.edu.pl/app?b=2&a=1"),
     ("https://usosweb.example.edu.pl/app", "https://usosweb.example.edu.pl/app/"),
+    ("https://usosweb.example.edu.pl/app?next=a%26admin%3D1", "https://usosweb.example.edu.pl/app?next=a&admin=1"),
+    ("https://usosweb.example.edu.pl/a+b", "https://usosweb.example.edu.pl/a%20b"),  # + is a space only in a query
 ])
 def test_another_service_is_still_invalid_service(client, person, issued, presented):
     t = login_ticket(client, issued)

@@ -153,6 +153,8 @@ def test_bad_regex(pattern):
      'backchannel_logout_uri = "also not a url"\n', ["A", "backchannel_logout_uri"]),
     ('[[service]]\nname = "A"\nprotocol = "oidc"\nclient_id = "c"\nclient_secret = ""\n'
      'grant_types = ["client_credentials"]\n', ["A", "client_secret", "empty"]),
+    ('[[service]]\nname = "A"\nprotocol = "oidc"\nclient_id = "' + "c" * 101 + '"\nredirect_uris = ["https://a.pl/cb"]\n',
+     ["A", "client_id", "100"]),
     ('services = []\n', ["services"]),
     ('service = 5\n', ["service"]),
     ('service = [1, 2]\n', ["service"]),

@@ -652,11 +652,29 @@ def test_a_login_that_ended_on_a_consent_page_does_not_satisfy_the_next_clients_
     for another client's request, whose consent page was left undecided, is not one."""
     page = authorize(client, auth_params(ELEARNING))
     assert page.status_code == 200 and 'name="decision"' in page.get_data(as_text=True)  # left undecided
-    r = client.get("/oidc/authorize", query_string=auth_params(MAIL, **extra))
-    assert urlsplit(location(r)).path == "/cas/login"
-    # and once the person logs in for this request, it goes on (no loop)
+    for _ in range(2):  # asked again, and the login page really asks (no way round it, no loop)
+        r = client.get("/oidc/authorize", query_string=auth_params(MAIL, **extra))
+        login = client.get(local(location(r)))
+        assert urlsplit(r.headers["Location"]).path == "/cas/login"
+        assert login.status_code == 200 and is_login_form(login.get_data(as_text=True))
+    # once the person logs in for this request, it goes on, through the login, to the code
     r = authorize(client, auth_params(MAIL, **extra))
     assert code_from(r, MAIL_CB)
+
+
+def test_a_login_that_ended_on_a_consent_page_does_not_pass_for_a_cas_renew(client, oidc):
+    authorize(client, auth_params(ELEARNING))  # consent page left undecided
+    r = client.get("/cas/login", query_string={"service": USOSWEB, "renew": "true"})
+    assert r.status_code == 200 and is_login_form(r.get_data(as_text=True))
+
+
+def test_prompt_login_through_a_consent_page_asks_once(client, oidc):
+    """The login made for this request carries through the consent page and its POST."""
+    cas_ticket_login(client)
+    params = auth_params(ELEARNING, prompt="login")
+    page = authorize(client, params)
+    assert page.status_code == 200 and 'name="decision"' in page.get_data(as_text=True)
+    assert code_from(consent(client, params), ELEARNING_CB)
 
 
 def test_prompt_none_for_a_person_not_entitled_redirects_with_access_denied(client, register, person):
