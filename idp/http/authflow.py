@@ -6,6 +6,8 @@ at the end (authentik's "shared flow, protocol-specific last step").
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import math
 import time
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, redirect, render_template, session, url_for
+from flask import abort, current_app, redirect, render_template, request, session, url_for
 from flask_babel import format_datetime, format_time, get_locale, to_user_timezone
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -299,6 +301,41 @@ def take_fresh(sso_session: SsoSession | None) -> bool:
     """True once, right after mark_fresh for this session: the next ticket counts as a new login."""
     return _fresh_for(session.pop(_FRESH, None), sso_session)
 
+
+#: Which protocol request (request_key) sent the person to the login page, and which one the login that
+#: followed was for: it satisfies that request's prompt=login or max_age (through a consent page and its
+#: POST), not a later request's.
+_LOGIN_FOR = "idp_login_for"
+_LOGIN_DONE = "idp_login_done"
+
+
+def request_key() -> str:
+    """This request, however the browser re-encodes its URL on the way back from the login page."""
+    items = sorted(request.args.items(multi=True))
+    return hashlib.sha256(json.dumps([request.path, items]).encode()).hexdigest()[:32]
+
+
+def expect_login_for(key: str) -> None:
+    """The request `key` sends the person to log in now: only that login will count as fresh for it."""
+    session.pop(_LOGIN_DONE, None)
+    session[_LOGIN_FOR] = key
+
+
+def fresh_login_for(sso_session: SsoSession | None, key: str) -> bool:
+    """Did the person just log in for the request `key`? The login's mark (mark_fresh) is used up by the
+    first protocol request after it: kept for this one when it sent the person to log in, dropped
+    otherwise, so that a login that ended elsewhere (a consent page left undecided, a "not provisioned"
+    page) counts neither for the next client's prompt=login or max_age nor for a CAS renew."""
+    if take_fresh(sso_session) and session.pop(_LOGIN_FOR, None) == key:
+        session[_LOGIN_DONE] = {"key": key, "at": int(time.time())}
+    done = session.get(_LOGIN_DONE)
+    return (sso_session is not None and isinstance(done, dict) and done.get("key") == key
+            and time.time() - done.get("at", 0) <= RESUME_SECONDS)
+
+
+def forget_login_for() -> None:
+    """The request was answered: its login counts for nothing more."""
+    session.pop(_LOGIN_DONE, None)
 
 
 # --- resuming a protocol request after the login page ---------------------------------------------------

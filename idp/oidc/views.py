@@ -3,17 +3,14 @@ introspection, revocation, RP-initiated logout."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import secrets
-import time
 from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import MissingAuthorizationError, UnsupportedTokenTypeError
 from authlib.oauth2.rfc6750.errors import InsufficientScopeError
-from flask import current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import current_app, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
@@ -140,32 +137,6 @@ def _grant_error(exc: OAuth2Error):
                       400, hint=f"{exc.error}: {exc.description}" if exc.description else exc.error)
 
 
-#: Which authorization request sent the person to the login page (_request_key), and which one that login
-#: was then for: it satisfies that request's prompt=login or max_age (through a consent page and its POST),
-#: not a later request's.
-_LOGIN_FOR = "idp_oidc_login_for"
-_LOGIN_DONE = "idp_oidc_login_done"
-
-
-def _request_key() -> str:
-    """This authorization request, however the browser re-encodes its URL on the way back from login."""
-    items = sorted(request.args.items(multi=True))
-    return hashlib.sha256(json.dumps([request.path, items]).encode()).hexdigest()[:32]
-
-
-def _fresh_login_for_this_request(current: SsoSession | None, key: str) -> bool:
-    """Did the person just log in for this very request? The login's mark (authflow.mark_fresh) is used up
-    by the first authorization request after it: kept for this request when it is the one that sent the
-    person to log in, dropped otherwise, so that a login that ended elsewhere (a consent page left
-    undecided, a "not provisioned" page) counts neither for the next client's prompt=login or max_age nor
-    for a CAS renew."""
-    if authflow.take_fresh(current) and session.pop(_LOGIN_FOR, None) == key:
-        session[_LOGIN_DONE] = {"key": key, "at": int(time.time())}
-    done = session.get(_LOGIN_DONE)
-    return (current is not None and isinstance(done, dict) and done.get("key") == key
-            and time.time() - done.get("at", 0) <= authflow.RESUME_SECONDS)
-
-
 def _auth_too_old(session: SsoSession, max_age: str | None) -> bool:
     if max_age is None or max_age == "":
         return False
@@ -234,13 +205,12 @@ def authorize():
         return _error_redirect(redirect_uri, "invalid_request",
                                f"nonce must be at most {MAX_NONCE} characters, without U+0000.", state)
 
-    key = _request_key()
-    fresh = _fresh_login_for_this_request(current, key)
+    key = authflow.request_key()
+    fresh = authflow.fresh_login_for(current, key)
     if current is None or (not fresh and ("login" in prompts or _auth_too_old(current, data.get("max_age")))):
         if "none" in prompts:
             return _error_redirect(redirect_uri, "login_required", "The person is not logged in.", state)
-        session.pop(_LOGIN_DONE, None)
-        session[_LOGIN_FOR] = key
+        authflow.expect_login_for(key)
         authflow.remember_resume(request.full_path, label=client.name, login_hint=data.get("login_hint"))
         params = {"renew": "true"} if current is not None else {}
         return redirect(url_for("cas.login", **params), code=302)
@@ -278,7 +248,7 @@ def authorize():
             return render_template("oidc/consent.html", form=form, client=client, account=account,
                                    claims=claims.claims_for_consent(" ".join(scopes)), policy=_policy())
 
-    session.pop(_LOGIN_DONE, None)
+    authflow.forget_login_for()
     grant.request.sso_session = current
     response = server.create_authorization_response(grant_user=account, grant=grant)
     if response.status_code == 302 and "code=" in (response.headers.get("Location") or ""):
