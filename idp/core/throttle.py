@@ -47,7 +47,7 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Protocol
 
 from flask import current_app
@@ -167,13 +167,34 @@ def _own_transaction() -> Iterator:
         yield conn
 
 
-def _upsert_insert(dialect: str):
-    """INSERT … ON CONFLICT DO UPDATE for the database in use (SQLite and PostgreSQL speak the same)."""
+@cache
+def _claim_statement(dialect: str, sliding: bool):
+    """One counter's claim: INSERT … ON CONFLICT DO UPDATE … RETURNING (SQLite and PostgreSQL speak the
+    same), built once per dialect and window kind with bound values; building it per claim cost more
+    than running it."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert
+    t = ThrottleCounter
+    now, keep_until = db.bindparam("b_now", type_=t.last_at.type), db.bindparam("b_keep", type_=t.expires_at.type)
+    stale = (t.last_at if sliding else t.since) <= db.bindparam("b_stale", type_=t.since.type)
+    stmt = insert(t).values(key=db.bindparam("b_key", type_=t.key.type), count=1, since=now, last_at=now,
+                            until=None, expires_at=keep_until)
+    return stmt.on_conflict_do_update(index_elements=[t.key], set_={
+        "count": db.case((stale, 1), else_=t.count + 1),
+        "since": db.case((stale, now), else_=t.since),
+        "last_at": now,
+        "until": None,
+        "expires_at": db.case((t.expires_at < keep_until, keep_until), else_=t.expires_at),
+    }, where=db.or_(t.until.is_(None), t.until <= now)).returning(t.count, t.since)
+
+
+_T = ThrottleCounter.__table__
+_FORGET = db.delete(_T).where(_T.c.key == db.bindparam("b_key"))
+_UNCOUNT = db.update(_T).where(_T.c.key == db.bindparam("b_key"), _T.c.since == db.bindparam("b_since"),
+                               _T.c.count > 0).values(count=_T.c.count - 1)
+_UNHOLD = db.update(_T).where(_T.c.key == db.bindparam("b_key"), _T.c.until == db.bindparam("b_until")).values(until=None)
 
 
 class SqlStore:
@@ -190,21 +211,11 @@ class SqlStore:
         t = ThrottleCounter
         try:
             with _own_transaction() as conn:
-                insert = _upsert_insert(conn.dialect.name)
                 slots = []
                 for rule in rules:  # always the subject before the address: one lock order for every claim
-                    stale = (t.last_at if rule.sliding else t.since) <= now - rule.reset
-                    stmt = insert(t).values(key=rule.key, count=1, since=now, last_at=now, until=None,
-                                            expires_at=now + rule.keep)
-                    stmt = stmt.on_conflict_do_update(index_elements=[t.key], set_={
-                        "count": db.case((stale, 1), else_=t.count + 1),
-                        "since": db.case((stale, now), else_=t.since),
-                        "last_at": now,
-                        "until": None,
-                        "expires_at": db.case((t.expires_at < now + rule.keep, now + rule.keep),
-                                              else_=t.expires_at),
-                    }, where=db.or_(t.until.is_(None), t.until <= now)).returning(t.count, t.since)
-                    row = conn.execute(stmt).first()
+                    stmt = _claim_statement(conn.dialect.name, rule.sliding)
+                    row = conn.execute(stmt, {"b_key": rule.key, "b_now": now, "b_stale": now - rule.reset,
+                                              "b_keep": now + rule.keep}).first()
                     if row is None:  # the row exists and holds attempts back: nothing was changed
                         raise _Held
                     count, since = row
@@ -221,15 +232,13 @@ class SqlStore:
                        for c in held]
 
     def release(self, subject: str | None, address: str | None, slot: Slot | None) -> None:
-        t = ThrottleCounter
         with _own_transaction() as conn:
             if subject:
-                conn.execute(db.delete(t).where(t.key == subject))
+                conn.execute(_FORGET, {"b_key": subject})
             if address and slot is not None:
-                conn.execute(db.update(t).where(t.key == address, t.since == slot.since_token, t.count > 0)
-                             .values(count=t.count - 1))
+                conn.execute(_UNCOUNT, {"b_key": address, "b_since": slot.since_token})
                 if slot.until_token is not None:
-                    conn.execute(db.update(t).where(t.key == address, t.until == slot.until_token).values(until=None))
+                    conn.execute(_UNHOLD, {"b_key": address, "b_until": slot.until_token})
 
     def clear(self, *keys: str) -> None:
         db.session.execute(db.delete(ThrottleCounter).where(ThrottleCounter.key.in_(keys)))
