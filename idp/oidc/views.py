@@ -267,7 +267,8 @@ def token():
     # A code exchange has committed its claim and tokens already (save_token, before the signature); this
     # commits a refresh (tokens and rotation) and a refused exchange's claim: a refused exchange still uses
     # its code up (one PKCE try per code). An exception before that rolls back what is not committed (500).
-    db.session.commit()
+    if db.session().in_transaction():  # nothing since save_token's commit: no empty transaction to commit
+        db.session.commit()
     return response
 
 

@@ -12,6 +12,7 @@ from tests.oidc.conftest import (
     introspect,
     pkce,
     refresh,
+    timestamp,
     token_request,
     tokens,
     userinfo,
@@ -127,6 +128,22 @@ def test_refresh_token_expires(client, oidc, clock, app):
         assert client.get("/cas/login").status_code == 200  # the logged-in page touches the session
     clock.advance(seconds=1)
     assert error_of(refresh(client, body["refresh_token"])) == "invalid_grant"
+
+
+def test_refresh_token_ends_with_its_sso_session(client, oidc, app):
+    """A refresh lifetime longer than the SSO session is cut to the session's absolute end: the client
+    sees it in the introspection's exp, from the code exchange on and after every rotation."""
+    from idp.extensions import db
+    from idp.models import SsoSession
+
+    app.config["OIDC_REFRESH_TOKEN_LIFETIME"] = 30 * 24 * 3600
+    body = tokens(client, MAIL)
+    with app.app_context():
+        [session] = db.session.scalars(db.select(SsoSession)).all()
+        session_end = timestamp(session.expires_at)
+    assert introspect(client, body["refresh_token"]).get_json()["exp"] == session_end
+    rotated = ok(refresh(client, body["refresh_token"]))
+    assert introspect(client, rotated["refresh_token"]).get_json()["exp"] == session_end
 
 
 def test_scope_narrowing_allowed(client, oidc):
