@@ -264,10 +264,12 @@ def authorize():
 @csrf.exempt
 def token():
     response = authorization_server().create_token_response()
-    # A code exchange has committed its claim and tokens already (save_token, before the signature); this
-    # commits a refresh (tokens and rotation) and a refused exchange's claim: a refused exchange still uses
-    # its code up (one PKCE try per code). An exception before that rolls back what is not committed (500).
-    if db.session().in_transaction():  # nothing since save_token's commit: no empty transaction to commit
+    # A code exchange has committed its claim and tokens already (save_token, before the signature), and a
+    # refresh its tokens and rotation (revoke_old_credential); this commits the rest: a refused exchange's
+    # claim (it still uses its code up: one PKCE try per code) and client_credentials tokens. Nothing left
+    # means no commit (SQLAlchemy's session events and expiry for nothing). An exception before this rolls
+    # back what is not committed (500).
+    if db.session().in_transaction():
         db.session.commit()
     return response
 
