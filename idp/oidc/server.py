@@ -335,8 +335,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         # A plain object with the row's values (never added to the session: the row is already claimed).
         row = AuthorizationCode(**found._mapping, used_at=now)
-        # The person and the session in one query, kept on the request (the identity map holds objects
-        # weakly): authenticate_user, save_token and the ID token's sid read them again.
+        # The person and the session in one query of plain columns, kept on the request: authenticate_user,
+        # save_token (the refresh token's cap) and the ID token's sid read them from there.
         pair = db.session.connection().execute(_CODE_OWNER, {"b_account_id": row.account_id,
                                                              "b_session_id": row.session_id}).first()
         self.request.code_account = None if pair is None else CodeOwner(pair.id, pair.subject, pair.status,
