@@ -35,6 +35,7 @@ import base64
 import hashlib
 import html
 import http.client
+import math
 import os
 import re
 import secrets
@@ -566,18 +567,25 @@ def _journey(cl: Cluster) -> None:
     #    lock per account whichever of its identifiers was typed.
     guesser = requests.Session()
 
+    started: list[float] = []  # when each guess was sent (monotonic; both nodes share this machine's clock)
+
     def guess(node: str, username: str, password: str, status: int) -> requests.Response:
+        started.append(time.monotonic())
         r = attempt(guesser, cl, form_at=node, post_at=node, username=username, password=password)
+        r.answered_at = time.monotonic()
         assert r.status_code == status, (f"{password!r} as {username} at node {node}: {r.status_code}, "
                                          f"expected {status}\n{r.text[:300]}")
         return r
 
     def waits(r: requests.Response) -> None:
         """A refusal before any password check, for the delay (not the address block): then wait it out.
-        The seconds left depend on the wall time between two requests to different nodes, hence a range;
-        the page must name the delay (not the address block) and the same seconds as Retry-After."""
+        The delay started with the previous guess (at the other node) and is counted down in whole seconds
+        (rounded up): what is left is DELAY less the time since that guess was sent, at most. The page must
+        name the same seconds as Retry-After."""
         wait = int(r.headers.get("Retry-After") or 0)
-        assert 1 <= wait <= DELAY, f"Retry-After {r.headers.get('Retry-After')!r}, expected the {DELAY} s delay"
+        least = max(1, math.ceil(DELAY - (r.answered_at - started[-2])))
+        assert least <= wait <= DELAY, (f"Retry-After {r.headers.get('Retry-After')!r}, expected {least}–{DELAY} s: "
+                                        f"the {DELAY} s delay less the time since the previous guess")
         said = {f"Zbyt wiele nieudanych prób. Spróbuj ponownie za {wait} s.",
                 f"Too many failed attempts. Try again in {wait} s."}
         assert any(text in r.text for text in said), f"the page does not name the {wait} s delay\n{r.text[:500]}"
