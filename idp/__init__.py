@@ -83,7 +83,8 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
         BABEL_DEFAULT_TIMEZONE="Europe/Warsaw",
         BABEL_TRANSLATION_DIRECTORIES=str(PACKAGE_DIR / "translations"),
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
-        RATELIMIT_STORAGE_URI=cfg["REDIS_URL"] or "memory://",
+        # Without Redis, the counters are rows of the database every node shares (idp/core/limit_store.py).
+        RATELIMIT_STORAGE_URI=cfg["REDIS_URL"] or "idp-sql://",
         # The limits library puts its own "LIMITS:" in front of every Redis key unless told the prefix:
         # keys are then <REDIS_PREFIX>limits:LIMITER/..., inside the IdP's namespace (a Redis ACL on idp:*).
         RATELIMIT_STORAGE_OPTIONS={"key_prefix": cfg["REDIS_PREFIX"] + "limits"} if cfg["REDIS_URL"] else {},
@@ -104,6 +105,8 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
     shared.init_app(app)
     # Flask-Limiter keeps the first app's key prefix for good; a process serves one app, but tests build
     # many, each with its own Redis namespace.
+    from idp.core import limit_store  # noqa: F401  (registers the idp-sql:// storage)
+
     limiter._key_prefix = None
     limiter._storage_options = {}  # and merges every app's storage options into the ones before
     limiter.init_app(app)

@@ -592,10 +592,15 @@ def serve(c: Context, host: str, port: int, workers: int | None):
         from idp.extensions import db
 
         db.engine.dispose()
-    # Other commands keep library chatter out of their report; a server's log is its product (LOG_LEVEL).
+    # Other commands keep library chatter out of their report and write text; a server's log is its
+    # product: LOG_LEVEL and LOG_FORMAT, in the master as in the workers (and gunicorn's own lines).
     logging.getLogger("idp").setLevel(logging.NOTSET)
-    click.echo(f"idp serving on http://{host}:{port} (base URL {c.app.config['BASE_URL']})", err=True)
-    serving.run(host, port, workers, instance=c.instance)
+    from idp.http.observability import configure_logging
+
+    configure_logging(c.app.config["LOG_FORMAT"])
+    logging.getLogger("idp.serving").info("idp serving on http://%s:%s (base URL %s)", host, port,
+                                          c.app.config["BASE_URL"])
+    serving.run(host, port, workers, instance=c.instance, log_format=c.app.config["LOG_FORMAT"])
 
 
 @main.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from flask_babel import Babel
 from flask_limiter import Limiter
-from flask_limiter.util import get_qualified_name, get_remote_address
+from flask_limiter.util import get_qualified_name
 from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -22,8 +22,18 @@ babel = Babel()
 csrf = CSRFProtect()
 #: Builds messages (the outbox in idp.core.mail sends them, with a timeout and retries).
 mail = Mail()
+
+
+def client_address_key() -> str:
+    """What per-address limits count: the client's address, or its /64 for IPv6 (one subscriber's network,
+    whose other 2^64 addresses are as much the same client) — the brute-force throttle's own rule."""
+    from idp.core.throttle import address_key
+
+    return address_key(request.remote_addr) or "addr:-"
+
+
 #: Endpoint rate limits (per client address); Redis-backed when IDP_REDIS_URL is set.
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
+limiter = Limiter(key_func=client_address_key, default_limits=[])
 
 
 @limiter.request_filter

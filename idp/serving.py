@@ -10,7 +10,8 @@ thread: idp.sqlite_gate.checkpoint_in_background), and freezes the app's objects
 collector's full passes.
 
 Logs: the app writes one access line per request itself (idp.http.observability: JSON with the request
-id, the path without its query string), so gunicorn's access log is off; its error log stays on stderr.
+id, the path without its query string), so gunicorn's access log is off; its error log (start, worker
+boots and exits, WORKER TIMEOUT) stays on stderr, in the app's LOG_FORMAT.
 
 Metrics: the workers are separate processes, so prometheus_client runs in multiprocess mode — every
 worker writes its values to files in a fresh private folder (PROMETHEUS_MULTIPROC_DIR, mode 0700, made
@@ -45,6 +46,23 @@ def prepare_metrics_dir() -> str:
     return folder
 
 
+def _logger_class(log_format: str) -> type:
+    """gunicorn's logger, its lines in LOG_FORMAT (JSON by default) like the app's, so one parser reads
+    the whole stream — a WORKER TIMEOUT included."""
+    from gunicorn.glogging import Logger
+
+    from idp.http.observability import add_request_id, formatter
+
+    class AppFormatLogger(Logger):
+        def setup(self, cfg) -> None:
+            super().setup(cfg)
+            for handler in self.error_log.handlers:
+                handler.setFormatter(formatter(log_format))
+                add_request_id(handler)
+
+    return AppFormatLogger
+
+
 def _child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
@@ -61,8 +79,10 @@ class IdpServer(BaseApplication):
     """gunicorn configured in code: no config file, no command line of its own."""
 
     def __init__(self, host: str, port: int, workers: int | None = None, *, instance: str | None = None,
-                 app_factory: Callable[[], Flask] | None = None, outbox_worker: bool = True):
+                 app_factory: Callable[[], Flask] | None = None, outbox_worker: bool = True,
+                 log_format: str = "json"):
         self.host, self.port = host, port
+        self.log_format = log_format
         self.workers = workers or os.cpu_count() or 1
         self.instance = instance
         self.app_factory = app_factory
@@ -77,6 +97,7 @@ class IdpServer(BaseApplication):
         self.cfg.set("graceful_timeout", 5)
         self.cfg.set("accesslog", None)  # the app logs each request (JSON, no query strings)
         self.cfg.set("errorlog", "-")
+        self.cfg.set("logger_class", _logger_class(self.log_format))
         # No control socket: gunicorn's default path is per user, so several instances on one
         # machine would take over (and on exit delete) each other's socket.
         self.cfg.set("control_socket_disable", True)
@@ -111,10 +132,10 @@ class IdpServer(BaseApplication):
 
 
 def run(host: str, port: int, workers: int | None = None, *, instance: str | None = None,
-        app_factory: Callable[[], Flask] | None = None) -> None:
+        app_factory: Callable[[], Flask] | None = None, log_format: str = "json") -> None:
     """Serve until SIGTERM/SIGINT (gunicorn's master loop; returns when it stops)."""
     folder = prepare_metrics_dir()
     try:
-        IdpServer(host, port, workers, instance=instance, app_factory=app_factory).run()
+        IdpServer(host, port, workers, instance=instance, app_factory=app_factory, log_format=log_format).run()
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -42,6 +42,16 @@ def change_password():
         else:
             try:
                 right = authn.verify_known(account, form.current_password.data, policy, client_ip=client_ip())
+            except authn.Locked as locked:  # the owner's own page: the lock may be named, never the password
+                audit.record("password.change.failed", account_id=account.id, reason="locked_unchecked",
+                             client_ip=client_ip())
+                form.current_password.errors = [
+                    _("Your account is locked until %(when)s after too many wrong passwords: your current "
+                      "password cannot be checked until then. A new password set through the reset link lifts "
+                      "the lock.", when=authflow.format_moment(locked.until)) if locked.until else
+                    _("Your account is locked after repeated series of wrong passwords. It stays locked until the "
+                      "helpdesk unlocks it.")]
+                status = 403
             except authn.Throttled as refused:
                 audit.record("password.change.failed", account_id=account.id, reason=refused.reason,
                              client_ip=client_ip(), data={"retry_after": refused.retry_after})

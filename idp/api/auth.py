@@ -15,6 +15,7 @@ from flask_babel import gettext as _
 
 from idp.api.errors import ApiError, challenge
 from idp.core import helpdesk, staff
+from idp.extensions import client_address_key
 from idp.http.security import client_ip
 from idp.models import Account
 
@@ -42,7 +43,7 @@ def rate_key() -> str:
     token = bearer()
     if token:
         return "api-token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
-    return "api-ip:" + (request.remote_addr or "-")
+    return "api-" + client_address_key()
 
 
 def _authenticate() -> Caller:

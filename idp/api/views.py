@@ -20,7 +20,7 @@ from idp.api.errors import init as init_errors
 from idp.api.params import action_body, body, int_arg, moment, text
 from idp.core import accounts, assisted_recovery, audit, helpdesk
 from idp.core.errors import DomainError
-from idp.extensions import db, limiter
+from idp.extensions import client_address_key, db, limiter
 from idp.models import Account, AuditEvent, Service
 
 #: Every route, per token (or per client address without one).
@@ -42,7 +42,7 @@ def _public() -> bool:
 
 limiter.shared_limit(LIMIT_PER_CALLER, scope="api", key_func=rate_key, exempt_when=_public)(bp)
 limiter.shared_limit(LIMIT_PER_ADDRESS, scope="api-address",
-                     key_func=lambda: "api-addr:" + (request.remote_addr or "-"), exempt_when=_public)(bp)
+                     key_func=lambda: "api-" + client_address_key(), exempt_when=_public)(bp)
 _action_limit = limiter.shared_limit(LIMIT_ACTIONS, scope="api-actions", key_func=rate_key,
                                      override_defaults=False)
 

@@ -128,8 +128,8 @@ def login():
                                        retry_url=url_for("cas.login", **request.args))
     if not result.ok:
         form.password.data = ""
-        return authflow.render_login(form, service_name=service_name,
-                                     error=_("Invalid login or password"), status=401)
+        return authflow.render_login(form, service_name=service_name, error=_("Invalid login or password"),
+                                     error_detail=authflow.lockout_hint(), status=401)
     if authflow.needs_second_factor(result.account):  # policy "everyone": before anything else
         return authflow.begin_second_factor(result.account, warn=bool(form.warn.data),
                                             resume=_resume_url(service_url, renew, method))

@@ -34,10 +34,21 @@ from idp.extensions import commit_keeping_loaded, db
 from idp.models import Account, AuditEvent
 
 #: Failures that follow a *correct* password: the person may be told why (a "why" page), because only
-#: the owner of the password can see it. Every other failure shows the one generic message.
-AFTER_CORRECT_PASSWORD = frozenset({"locked", "locked_permanently", "account_left"})
+#: the owner of the password can see it. Every other failure shows the one generic message — a lock's
+#: too ("locked", "locked_permanently" are audited, never told): told only after the right password, it
+#: would let guessing go on through the lock and confirm the hit (Keycloak answers the same way).
+AFTER_CORRECT_PASSWORD = frozenset({"account_left"})
 #: Attempts refused before any password check; the person is told how long to wait (and nothing else).
 THROTTLED = frozenset({"throttled", "address_blocked"})
+
+
+class Locked(Exception):
+    """A password check refused, before it happened, because the account is locked: for a page that
+    already knows the account (and may say so). `until` is None for a lock the helpdesk must lift."""
+
+    def __init__(self, until: dt.datetime | None):
+        super().__init__("locked")
+        self.until = until
 
 
 class Throttled(Exception):
@@ -54,8 +65,9 @@ class AuthResult:
     account: Account | None
     #: None on success; otherwise a machine code for audit and helpdesk (never shown verbatim):
     #: unknown_identifier, no_password, wrong_password, locked_wrong_password (a wrong password while
-    #: locked), account_left, locked and locked_permanently (only after a correct password), throttled and
-    #: address_blocked (refused before the password was checked).
+    #: locked), locked and locked_permanently (the right password while locked: refused all the same),
+    #: account_left (after a correct password), throttled and address_blocked (refused before the password
+    #: was checked).
     reason: str | None
     #: The audit event recorded for a failure (its reference code goes on a "why" page).
     event: AuditEvent | None = field(default=None, compare=False)
@@ -155,19 +167,21 @@ def verify_known(account: Account, password: str, policy: Policy, *, client_ip: 
                  now: dt.datetime | None = None) -> bool:
     """The password of an account already known to the page (the link proof, the password change): the
     same throttle as the login form, its delay counted under the account itself (the page knows it) —
-    raises Throttled before checking — and a wrong password counts towards the account's lockout (unless
-    already locked). The throttle commits its claim in a transaction of its own; the caller audits its
-    own outcome and commits the rest."""
+    raises Throttled before checking — and a wrong password counts towards the account's lockout. A locked
+    account raises Locked, unchecked: the page may say so (it names the account already), but no password,
+    right or wrong, is tried while the lock holds. The throttle commits its claim in a transaction of its
+    own; the caller audits its own outcome and commits the rest."""
     now = now or utcnow()
+    _lock_ran_out(account, policy, now)
+    if is_locked(account, now):
+        raise Locked(None if account.locked_permanently else account.locked_until)
     claim = throttle.claim(policy, subject=throttle.account_subject(account.id), client_ip=client_ip, now=now)
     if claim.refusal is not None:
         raise Throttled(claim.refusal.reason, claim.refusal.seconds(now))
     if verify_password(account, password):
         throttle.succeeded(claim)
         return True
-    _lock_ran_out(account, policy, now)
-    if not is_locked(account, now):
-        count_wrong_password(account, policy, now, client_ip)
+    count_wrong_password(account, policy, now, client_ip)
     _audit_address_block(policy, claim, now, client_ip)
     return False
 
@@ -175,7 +189,9 @@ def verify_known(account: Account, password: str, policy: Policy, *, client_ip: 
 def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: str | None,
                  service: str | None = None, now: dt.datetime | None = None) -> AuthResult:
     """Check credentials. Every failure is audited with its reason; callers show one message for all
-    but those in AFTER_CORRECT_PASSWORD (a "why" page) and THROTTLED (how long to wait)."""
+    but those in AFTER_CORRECT_PASSWORD (a "why" page) and THROTTLED (how long to wait). A locked account
+    gets the one message whatever the password: the password is still verified (the same time for every
+    attempt) and the audit tells the helpdesk whether it was right ("locked") or not."""
     now = now or utcnow()
     account = find_by_identifier(identifier, policy)
     who = {"identifier": loggable_identifier(identifier), "service": service} if account is None else {"service": service}

@@ -177,6 +177,10 @@ def prove_with_password(pending: PendingLink, password: str, policy: Policy, *, 
     account = db.session.get(Account, pending.account_id)
     try:
         right = authn.verify_known(account, password, policy, client_ip=client_ip, now=now)
+    except authn.Locked:  # locked since the page asked: refused unchecked, as a wrong password would be
+        audit.record("upstream.link.failed", account_id=account.id, reason="locked_unchecked", client_ip=client_ip,
+                     now=now, data={"provider": pending.provider, "pending": pending.id})
+        return None
     except authn.Throttled as refused:
         audit.record("upstream.link.failed", account_id=account.id, reason=refused.reason, client_ip=client_ip,
                      now=now, data={"provider": pending.provider, "pending": pending.id,

@@ -26,8 +26,8 @@ from idp.extensions import db
 from idp.models import Account, AuditEvent, Service
 
 #: Refusals the person may be told about (their password was right); the mail server shows the reason.
-AFTER_CORRECT_PASSWORD = frozenset({"locked", "locked_permanently", "account_left", "not_provisioned",
-                                    "password_change_required", "second_factor_required"})
+AFTER_CORRECT_PASSWORD = frozenset({"account_left", "not_provisioned", "password_change_required",
+                                    "second_factor_required"})
 #: Longest identifier and password accepted (the login form's limits).
 MAX_IDENTIFIER = 254
 
@@ -36,7 +36,7 @@ MAX_IDENTIFIER = 254
 class Verdict:
     """The answer for the mail service. `reason` (None on success) is one of "invalid_credentials",
     "throttled" or AFTER_CORRECT_PASSWORD — the login page's distinctions, never more: a wrong password,
-    an unknown login and a wrong password on a locked account are all "invalid_credentials"."""
+    an unknown login and any password on a locked account are all "invalid_credentials" (authn's rule)."""
 
     reason: str | None
     account: Account | None = None

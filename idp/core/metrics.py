@@ -38,8 +38,9 @@ from prometheus_client.core import GaugeMetricFamily
 log = logging.getLogger("idp.metrics")
 
 LOGINS = Counter("idp_logins", "Password and upstream logins by outcome: success, invalid_credentials (wrong "
-                 "password or unknown login, never told apart), or a reason shown only after a correct "
-                 "password (locked, ...) or before any check (throttled, address_blocked).", ["outcome"])
+                 "password, unknown login or any password on a locked account, never told apart), or a reason "
+                 "shown only after a correct password (account_left) or before any check (throttled, "
+                 "address_blocked, rate_limited).", ["outcome"])
 CAS_VALIDATIONS = Counter("idp_cas_validations", "CAS ticket validations by outcome: success or the CAS "
                           "error code (INVALID_TICKET, INVALID_SERVICE, ...).", ["outcome"])
 TOKENS_ISSUED = Counter("idp_oidc_tokens_issued", "OpenID Connect token responses issued, by grant type.",
@@ -66,15 +67,16 @@ INVALID_CREDENTIALS = "invalid_credentials"
 #: Per audit action whose reason may say whether an account exists: the reasons that may be counted as they
 #: are (each told only to someone who proved more than a login, or the same for every login), and the one
 #: value every other reason of that action becomes. A reason added later is folded until listed here.
-#: - login.failed: locked, locked_permanently and account_left are shown only after a correct password
-#:   (core/authn.py AFTER_CORRECT_PASSWORD); unknown_identifier, no_password, wrong_password and
-#:   locked_wrong_password all look like a wrong password. Refusals before any check are login.throttled.
+#: - login.failed: account_left is shown only after a correct password (core/authn.py AFTER_CORRECT_PASSWORD);
+#:   unknown_identifier, no_password, wrong_password, locked_wrong_password, and locked and
+#:   locked_permanently (the right password on a locked account) all look like a wrong password: counted
+#:   apart, a scrape after a guess would tell that it was right. Refusals before any check are login.throttled.
 #: - reset.code.failed (core/assisted_recovery.py): used/ended/expired need the right code; the address
 #:   throttle is the same for every login; unknown login, no code and a wrong code get one answer.
 #: - reset.requested (core/recovery.py): sent, unknown login and no address look alike (unless the policy
 #:   reveals unknown logins): no reason at all.
 FOLDED: dict[str, tuple[frozenset[str], str]] = {
-    "login.failed": (frozenset({"locked", "locked_permanently", "account_left"}), INVALID_CREDENTIALS),
+    "login.failed": (frozenset({"account_left"}), INVALID_CREDENTIALS),
     "reset.code.failed": (frozenset({"address_throttled", "recovery_code_used", "recovery_code_ended",
                                      "recovery_code_expired"}), INVALID_CREDENTIALS),
     "reset.requested": (frozenset(), ""),
@@ -128,6 +130,13 @@ def audit_event(action: str, reason: str | None) -> None:
         CAS_VALIDATIONS.labels(outcome="success").inc()
     elif action == "cas.validate.failed":
         CAS_VALIDATIONS.labels(outcome=reason or "unknown").inc()
+
+
+@_never_raises
+def login_rate_limited() -> None:
+    """A password post refused by the address's endpoint rate limit, before any check: every one counted
+    here, though only the first of each minute is audited (a flood must not fill the audit log)."""
+    LOGINS.labels(outcome="rate_limited").inc()
 
 
 @_never_raises

@@ -155,7 +155,7 @@ def _sqlite_session_writing() -> bool:
 
 
 @contextmanager
-def _own_transaction() -> Iterator:
+def own_transaction() -> Iterator:
     """A short transaction of its own, committed at once: never the login's transaction (which would keep
     the counter rows locked across the argon2 verification, and queue every login from one address behind
     it). On SQLite with a session that already writes, a savepoint of the session instead (see above)."""
@@ -210,7 +210,7 @@ class SqlStore:
     def claim(self, rules: Sequence[Rule], now: dt.datetime) -> tuple[bool, list[Slot]]:
         t = ThrottleCounter
         try:
-            with _own_transaction() as conn:
+            with own_transaction() as conn:
                 slots = []
                 for rule in rules:  # always the subject before the address: one lock order for every claim
                     stmt = _claim_statement(conn.dialect.name, rule.sliding)
@@ -232,7 +232,7 @@ class SqlStore:
                        for c in held]
 
     def release(self, subject: str | None, address: str | None, slot: Slot | None) -> None:
-        with _own_transaction() as conn:
+        with own_transaction() as conn:
             if subject:
                 conn.execute(_FORGET, {"b_key": subject})
             if address and slot is not None:
@@ -250,7 +250,7 @@ class SqlStore:
         t = ThrottleCounter
         total = done = 0
         while batches is None or done < batches:
-            with _own_transaction() as conn:
+            with own_transaction() as conn:
                 expired = db.select(t.key).where(t.expires_at < now).limit(batch)
                 if conn.dialect.name == "postgresql":
                     expired = expired.with_for_update(skip_locked=True)

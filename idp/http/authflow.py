@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
-from idp.core import accounts, audit, authn, provisioning, sso, throttle
+from idp.core import accounts, audit, authn, metrics, provisioning, sso, throttle
 from idp.core.authn import AuthResult
 from idp.core.clock import utcnow
 from idp.extensions import limiter
@@ -57,7 +57,8 @@ def lang() -> str:
     return str(get_locale() or "pl")
 
 
-def render_login(form: LoginForm, *, service_name: str | None, error: str | None = None, status: int = 200):
+def render_login(form: LoginForm, *, service_name: str | None, error: str | None = None, status: int = 200,
+                 error_detail: str | None = None):
     pending = pending_resume()
     if pending and service_name is None:
         service_name = pending.get("label")
@@ -65,7 +66,7 @@ def render_login(form: LoginForm, *, service_name: str | None, error: str | None
             form.username.data = pending["login_hint"]
     last = provisioning.last_migration()
     return render_template("login/form.html", form=form, service_name=service_name, error=error,
-                           policy=policy(), lang=lang(), last_migration=last,
+                           error_detail=error_detail, policy=policy(), lang=lang(), last_migration=last,
                            upstreams=current_app.config["UPSTREAM"]), status
 
 
@@ -91,6 +92,17 @@ def check_credentials(form: LoginForm, service: str | None) -> AuthResult:
     abort(response)
 
 
+def lockout_hint() -> str | None:
+    """Under "Invalid login or password", for every failed login alike (so it tells nobody anything about
+    an account): a locked account refuses even the right password, and says so to nobody."""
+    rules = policy().data["login"]
+    if not rules["lockout_threshold"]:
+        return None
+    return _("After %(num)s wrong passwords in a row, an account refuses password logins for at least "
+             "%(minutes)s minutes, even with the right password. If you are sure of yours, wait, or set a new "
+             "one with the reset link below.", num=rules["lockout_threshold"], minutes=rules["lockout_minutes"])
+
+
 def wait_message(seconds: int, *, rate_limited: bool = False) -> str:
     """"Too many failed attempts. Try again in 8 s." — minutes from two minutes on. `rate_limited`: the
     address's endpoint rate limit, which counts every attempt, not only failed ones."""
@@ -106,8 +118,8 @@ def wait_message(seconds: int, *, rate_limited: bool = False) -> str:
 
 # --- the endpoint rate limit on password posts (policy [login] address_rate_limit) ----------------------
 #
-# Counted in Flask-Limiter's storage (Redis when configured, else memory:// per worker process) under its
-# key prefix, but called here rather than as a view decorator: only posts that reach a password check
+# Counted in Flask-Limiter's storage (Redis when configured, else the database: idp/core/limit_store.py)
+# under its key prefix, but called here rather than as a view decorator: only posts that reach a password check
 # count, exempt networks are honoured, the refusal is the login form in the person's language, and no
 # X-RateLimit/Retry-After headers land on ordinary answers (Flask-Limiter adds them to every response of
 # a decorated view, redirects included).
@@ -139,25 +151,38 @@ def password_post_limited(address: str | None = None) -> int | None:
             reset = limiter.limiter.get_window_stats(item, *ids).reset_time
             wait = max(1, math.ceil(reset - time.time()))
             log.info("login rate limit %s reached for %s (wait %s s)", item, address, wait)
+            _record_rate_limited(ids, address, str(item), wait)
             return wait
     return None
 
 
+def _record_rate_limited(ids: tuple, address: str, limit: str, wait: int) -> None:
+    """Every refusal is counted (metrics); the first of each minute per address is also audited, so the
+    helpdesk sees a flood began without the flood filling the audit log."""
+    metrics.login_rate_limited()
+    try:
+        first = limiter.limiter.hit(_rate_items("1 per minute")[0], *ids, "audited")
+    except RedisError:
+        return
+    if first:
+        audit.record("login.rate_limited", actor="idp", reason="address_rate_limit", client_ip=address,
+                     data={"limit": limit, "retry_after": wait})
+
+
+def format_moment(moment: dt.datetime) -> str:
+    """A time to wait for, in the person's time zone: "14:05" today, else "3 December, 14:05"."""
+    same_day = to_user_timezone(moment).date() == to_user_timezone(utcnow()).date()
+    return format_time(moment, "HH:mm") if same_day else format_datetime(moment, "d MMMM, HH:mm")
+
+
 def render_blocked(reason: str, account: Account, event, *, retry_url: str):
-    """Why a verified person (a correct password, or an upstream provider and its link) is not let in —
-    locked (until when, or until the helpdesk unlocks it), left the university: what it means, what to do, whom to ask, and the reference code of the
-    refused login. Never shown after a wrong password (core/authn.py AFTER_CORRECT_PASSWORD)."""
+    """Why a verified person (a correct password, or an upstream provider and its link) is not let in — left
+    the university: what it means, what to do, whom to ask, and the reference code of the refused login.
+    Never shown after a wrong password, nor for a lock (core/authn.py AFTER_CORRECT_PASSWORD)."""
     now = utcnow()
     context = {"kind": reason, "account": account, "policy": policy(), "ref": audit.reference(event),
                "retry_url": retry_url}
-    if reason == "locked_permanently":
-        context.update(title=_("Your account is locked"))
-    elif reason == "locked":
-        until = account.locked_until
-        same_day = to_user_timezone(until).date() == to_user_timezone(now).date()
-        context.update(title=_("Your account is locked"),
-                       until=format_time(until, "HH:mm") if same_day else format_datetime(until, "d MMMM, HH:mm"))
-    else:  # account_left
+    if reason == "account_left":
         grace = policy().data["migration"]["left_grace_days"]
         context.update(title=_("Your account is no longer active"), left_on=account.left_at, grace_days=grace,
                        grace_ended_on=account.left_at + dt.timedelta(days=grace) if account.left_at else None,

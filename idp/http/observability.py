@@ -74,21 +74,27 @@ def json_formatter() -> logging.Formatter:
                          rename_fields={"levelname": "level", "name": "logger"}, json_ensure_ascii=False)
 
 
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter of LOG_FORMAT: the app's lines and gunicorn's own (idp/serving.py) look alike."""
+    return json_formatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
 def configure_logging(log_format: str) -> None:
     """Format the process's log lines as JSON (or text) with the request id. The handler create_app's
     logging.basicConfig put on the root logger is the one changed; handlers others installed (a test
     runner's) are left alone. The access logger carries the filter itself, whatever handler gets it."""
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
-    formatter = json_formatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    chosen = formatter(log_format)
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:
-            handler.setFormatter(formatter)
-            _add_filter(handler)
-    _add_filter(log)
+            handler.setFormatter(chosen)
+            add_request_id(handler)
+    add_request_id(log)
 
 
-def _add_filter(target: logging.Filterer) -> None:
+def add_request_id(target: logging.Filterer) -> None:
+    """The RequestIdFilter on a handler or logger, once."""
     if not any(isinstance(f, RequestIdFilter) for f in target.filters):
         target.addFilter(RequestIdFilter())
 

@@ -17,7 +17,6 @@ after a correct password). Answers are JSON (docs/mail.md):
 """
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import logging
 import math
@@ -25,13 +24,11 @@ import time
 from urllib.parse import unquote_plus
 
 from flask import current_app, jsonify, request, url_for
-from flask_babel import format_datetime, format_time, to_user_timezone
 from flask_babel import gettext as _
 from limits import parse_many
 from redis.exceptions import RedisError
 
 from idp.core import audit, mail_login
-from idp.core.clock import utcnow
 from idp.core.errors import SharedStateUnavailable
 from idp.extensions import csrf, limiter
 from idp.http import authflow
@@ -102,28 +99,17 @@ def _client_refusals(*, count: bool) -> int | None:
     return max(1, math.ceil(reset - time.time()))
 
 
-def _until(moment: dt.datetime) -> str:
-    same_day = to_user_timezone(moment).date() == to_user_timezone(utcnow()).date()
-    return format_time(moment, "HH:mm") if same_day else format_datetime(moment, "d MMMM, HH:mm")
-
-
 def _message(verdict: mail_login.Verdict, service_name: str) -> str:
     """One line a mail program can show: the login page's "why" page in its own sentences (the same
     translations), with the reference code for the helpdesk."""
-    reason, account = verdict.reason, verdict.account
+    reason = verdict.reason
     if reason == "password_change_required":
         return _("Your password must be changed before you can use %(service)s: log in at %(url)s.",
                  service=service_name, url=current_app.config["BASE_URL"] + url_for("cas.login"))
     if reason == "second_factor_required":
         return _("%(service)s needs a login with your second factor: sign in through the browser (OAuth) "
                  "in your mail program.", service=service_name)
-    if reason == "locked" and account is not None and account.locked_until is not None:
-        why = _("Your account is locked until %(when)s after too many wrong passwords.",
-                when=_until(account.locked_until))
-    elif reason in ("locked", "locked_permanently"):
-        why = _("Your account is locked after repeated series of wrong passwords. It stays locked until the "
-                "helpdesk unlocks it.")
-    elif reason == "account_left":
+    if reason == "account_left":
         why = _("The university records show that you no longer study or work at the university.")
     elif reason == "not_provisioned":
         why = _("You are logged in, but you do not have an account in %(service)s", service=service_name) + "."

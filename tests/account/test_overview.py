@@ -348,7 +348,8 @@ def test_recent_logins_in_words(client, person, browser):
         ["Logged in", "via University mail", ""],
         ["Identity linked: by a confirmation e-mail", "via University mail", ""],
         ["Refused: some_new_code", "with password", ""],
-        ["Refused: account temporarily locked after too many wrong passwords", "with password", ""],
+        ["Refused: right password, but the account is temporarily locked after too many wrong passwords",
+         "with password", ""],
         ["Logged in", "with password", "USOSweb"],
         ["Refused: wrong password", "with password", "USOSweb"],
     ]

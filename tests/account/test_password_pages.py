@@ -143,6 +143,41 @@ def test_wrong_current_password(client, person):
     assert accounts.verify_password(db.session.scalar(db.select(Account)), PASSWORD)
 
 
+def lock(account: Account, until: dt.datetime | None) -> None:
+    """The account locked (by wrong passwords typed elsewhere) while this session goes on."""
+    db.session.expire_all()
+    account = db.session.get(Account, account.id)
+    account.failed_logins = 10
+    account.locked_until = until
+    account.locked_permanently = until is None
+    db.session.commit()
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_a_lock_refuses_the_current_password_unchecked_and_says_until_when(client, clock, person, right):
+    clock.now = dt.datetime(2026, 1, 15, 22, 30)  # 23:30 in Warsaw
+    login(client)
+    lock(person, clock.now + dt.timedelta(hours=2))  # until 01:30 on the 16th, Warsaw time
+    r = change(client, PASSWORD if right else "not-my-password", NEW)
+    # The session's own page names the lock (it names the account anyway), never whether the password was right.
+    assert r.status_code == 403, text(r)[:2000]
+    assert ("Your account is locked until 16 January, 01:30 after too many wrong passwords: your current password "
+            "cannot be checked until then. A new password set through the reset link lifts the lock.") in text(r)
+    assert "The current password is not correct." not in text(r)
+    assert accounts.verify_password(db.session.scalar(db.select(Account)), PASSWORD)  # unchanged
+    db.session.expire_all()
+    assert db.session.get(Account, person.id).failed_logins == 10  # nothing counted either
+
+
+def test_a_permanent_lock_refuses_the_current_password_until_the_helpdesk_unlocks(client, person):
+    login(client)
+    lock(person, None)
+    r = change(client, PASSWORD, NEW)
+    assert r.status_code == 403
+    assert ("Your account is locked after repeated series of wrong passwords. It stays locked until the helpdesk "
+            "unlocks it.") in text(r)
+
+
 def test_refused_new_password_lists_every_violation(client, app, person):
     login(client)
     account = db.session.scalar(db.select(Account))

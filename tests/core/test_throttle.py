@@ -170,7 +170,7 @@ def test_a_delay_on_one_identifier_shows_nothing_on_another_of_the_same_account(
     assert login(policy, UNKNOWN).reason == "unknown_identifier"  # just as a stranger's identifier would be
     assert fresh(account).failed_logins == 5 and fresh(account).locked_until == at(minutes=15)  # 3 + 1 + 1
     right = login(policy, USER, PASSWORD)  # the lock is the account's, whichever identifier locked it
-    assert right.reason == "locked" and right.password_was_correct
+    assert right.reason == "locked" and not right.password_was_correct  # audited as right, answered as wrong
     assert throttle.subject("12345") != throttle.subject(USER) and throttle.subject(USER).startswith("name:")
 
 
@@ -242,7 +242,7 @@ def test_permanent_after_n_temporary_locks_until_the_helpdesk_unlocks(app, polic
     years = now + dt.timedelta(days=400)
     assert login(policy, USER, WRONG, now=years).reason == "locked_wrong_password"  # a guess learns nothing
     right = login(policy, USER, PASSWORD, now=years)
-    assert right.reason == "locked_permanently" and right.password_was_correct
+    assert right.reason == "locked_permanently" and not right.password_was_correct
     # A new password does not lift it either; the helpdesk does.
     from idp.core import accounts
 
@@ -361,6 +361,37 @@ def test_the_link_proof_is_throttled_and_audited(app, policy):
     assert reasons == ["wrong_password"] * 3 + ["throttled"]
     assert linking.proof_attempts_left(pending) == linking.MAX_PROOF_ATTEMPTS - 3  # a refusal is no guess
     assert linking.prove_with_password(pending, PASSWORD, policy, client_ip=IP, now=at(2)) is not None
+
+
+def test_a_locked_account_refuses_the_known_password_checks_unchecked(app, policy, monkeypatch):
+    from idp.core.passwords import Passwords
+
+    account = create_account()
+    account.failed_logins, account.locked_until = 10, at(minutes=15)
+    pending = PendingLink(kind="exists", account_id=account.id, provider="poczta", subject="sub-1", email=USER,
+                          created_at=T0, expires_at=at(hours=1))
+    db.session.add(pending)
+    db.session.commit()
+    verified = []
+    real = Passwords.verify
+    monkeypatch.setattr(Passwords, "verify", lambda self, stored, pw: verified.append(pw) or real(self, stored, pw))
+    for password in (PASSWORD, WRONG):  # right or wrong: the same refusal, and nothing is tried or counted
+        with pytest.raises(authn.Locked) as refused:
+            authn.verify_known(account, password, policy, client_ip=IP, now=T0)
+        assert refused.value.until == at(minutes=15)
+        assert linking.prove_with_password(pending, password, policy, client_ip=IP, now=T0) is None
+    assert verified == [] and fresh(account).failed_logins == 10
+    assert [e.reason for e in events("upstream.link.failed")] == ["locked_unchecked", "locked_unchecked"]
+    account = fresh(account)
+    account.locked_until, account.locked_permanently = None, True
+    db.session.commit()
+    with pytest.raises(authn.Locked) as refused:
+        authn.verify_known(account, PASSWORD, policy, client_ip=IP, now=T0)
+    assert refused.value.until is None  # until the helpdesk unlocks it
+    account = fresh(account)
+    account.locked_permanently = False
+    db.session.commit()
+    assert authn.verify_known(account, PASSWORD, policy, client_ip=IP, now=T0) is True
 
 
 # --- the stores ------------------------------------------------------------------------------------------

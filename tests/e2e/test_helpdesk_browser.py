@@ -103,12 +103,13 @@ def _lock_the_student(idp, new_context) -> None:
         page.goto(f"{idp.url}/cas/login")
         response = submit_login(page, STUDENT_LOGIN, "zle-haslo-123")
         assert response.status == 401
-    # Now even the right password is refused, with the lock explained to its owner.
+    # Now even the right password is refused, answered as a wrong one (a lock tells a guesser nothing).
     time.sleep(DELAY + 0.1)
     page.goto(f"{idp.url}/cas/login")
     response = submit_login(page, STUDENT_LOGIN, STUDENT_PASSWORD)
-    assert response.status == 403
-    expect(page.locator("h1")).to_have_text("Twoje konto jest zablokowane")
+    assert response.status == 401
+    expect(page.locator("#form-errors")).to_contain_text("Niepoprawne dane logowania")
+    expect(page.locator("#error-detail")).to_contain_text("nawet z poprawnym hasłem")
 
 
 def _current_code(secret: str, after: str | None = None) -> str:
@@ -185,7 +186,8 @@ def test_helpdesk_finds_unlocks_and_sends_a_reset_link(idp, mail_sink, new_conte
     expect(status.locator(".badge-locked")).to_have_text("locked")
     expect(status).to_contain_text("Locked until")
     expect(status).to_contain_text(f"after {LOCKOUT} wrong passwords in a row")
-    expect(page.locator("#last-failure")).to_contain_text("account temporarily locked after too many wrong passwords")
+    expect(page.locator("#last-failure")).to_contain_text(
+        "right password, but the account is temporarily locked after too many wrong passwords")
     events = page.locator("table.events tbody tr")
     expect(events.filter(has_text=f"wrong password ×{LOCKOUT}")).to_have_count(1)
     expect(events.filter(has_text="Account locked: too many wrong passwords")).to_have_count(1)

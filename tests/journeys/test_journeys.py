@@ -11,9 +11,9 @@ test-artifacts/journeys/<journey>-<lang>/ and each page the IdP shows checked wi
   already exists" → the local password links the two → USOSweb; the account page lists the link;
 - not-provisioned: Moodle requires an entitlement the person lacks → "logged in, but no account in Moodle"
   with a reference code, no ticket for Moodle; USOSweb still lets the person in without a password;
-- helpdesk-unlock: three wrong passwords lock the account → the right one shows "locked" → a helpdesk person
-  logs in to the console (setting up the second factor on the first visit), finds the student, unlocks with
-  a reason → the student logs in → USOSweb.
+- helpdesk-unlock: three wrong passwords lock the account → the right one is refused too, under the hint
+  that a lock does that → a helpdesk person logs in to the console (setting up the second factor on the first
+  visit), finds the student, unlocks with a reason → the student logs in → USOSweb.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ TEXT = {
         "link": "Połącz i zaloguj",
         "linked_accounts": "Połączone konta innych dostawców",
         "not_provisioned": "Jesteś zalogowany, lecz nie posiadasz konta w Moodle",
-        "locked": "Twoje konto jest zablokowane",
+        "lock_hint": "nawet z poprawnym hasłem",
         "mfa_setup": "Skonfiguruj drugi składnik",
         "code": "Kod z aplikacji uwierzytelniającej",
         "confirm": "Potwierdź",
@@ -72,7 +72,7 @@ TEXT = {
         "link": "Link and log in",
         "linked_accounts": "Linked accounts of other providers",
         "not_provisioned": "You are logged in, but you do not have an account in Moodle",
-        "locked": "Your account is locked",
+        "lock_hint": "even with the right password",
         "mfa_setup": "Set up a second factor",
         "code": "Code from your authenticator app",
         "confirm": "Confirm",
@@ -312,8 +312,9 @@ def test_helpdesk_unlocks_a_locked_student(world: World, journey, new_context, l
         expect(page.locator("#form-errors")).to_contain_text(t["invalid"])
     j.step(page, "wrong-passwords")
     response = submit_login(page, student.login, student.password)
-    assert response.status == 403
-    expect(page.locator("h1")).to_have_text(t["locked"])
+    assert response.status == 401
+    expect(page.locator("#form-errors")).to_contain_text(t["invalid"])
+    expect(page.locator("#error-detail")).to_contain_text(t["lock_hint"])
     j.step(page, "locked")
 
     # The helpdesk person opens the console: login, then the second factor on the first visit.

@@ -45,7 +45,8 @@ def test_login_outcomes_are_counted(client, person, scrape):
         value(before, "idp_audit_events_total", action="login.failed", reason="invalid_credentials") + 2
     assert value(after, "idp_audit_events_total", action="login.succeeded", reason="") == \
         value(before, "idp_audit_events_total", action="login.succeeded", reason="") + 1
-    for hidden in ("wrong_password", "unknown_identifier", "no_password", "locked_wrong_password"):
+    for hidden in ("wrong_password", "unknown_identifier", "no_password", "locked_wrong_password", "locked",
+                   "locked_permanently"):
         # (the registry is the process's: other tests' events with such reasons — a link proof, where the
         # account is already known — may be there; login failures must not)
         assert f'outcome="{hidden}"' not in after, hidden
@@ -55,6 +56,20 @@ def test_login_outcomes_are_counted(client, person, scrape):
     assert sorted(reasons) == ["unknown_identifier", "wrong_password"]
     # No personal data in any label: not the login typed, not the person's address.
     assert "nobody@" not in after and USER not in after and "lukasz" not in after
+
+
+@pytest.mark.policy(login__address_rate_limit="1/minute")
+def test_every_refusal_by_the_address_rate_limit_is_counted(client, person, scrape):
+    before = scrape()
+    assert cas_login(client, USER, "Zupełnie-Złe-Hasło-123").status_code == 401
+    for _ in range(3):
+        assert cas_login(client, USER, PASSWORD).status_code == 429
+    after = scrape()
+    assert value(after, "idp_logins_total", outcome="rate_limited") == \
+        value(before, "idp_logins_total", outcome="rate_limited") + 3
+    # The audit log has the first of the minute only (and the metric of audit events with it).
+    assert value(after, "idp_audit_events_total", action="login.rate_limited", reason="address_rate_limit") == \
+        value(before, "idp_audit_events_total", action="login.rate_limited", reason="address_rate_limit") + 1
 
 
 def _diff(before: str, after: str) -> dict:
@@ -110,11 +125,11 @@ def test_reasons_that_could_tell_accounts_apart_are_folded():
 
     # Shown only after a correct password, or before any check: may be counted as they are.
     assert metrics.FOLDED["login.failed"][0] == authn.AFTER_CORRECT_PASSWORD
-    for reason in ("locked", "locked_permanently", "account_left"):
-        assert metrics.public_reason("login.failed", reason) == reason
+    assert metrics.public_reason("login.failed", "account_left") == "account_left"
     for reason in ("throttled", "address_blocked"):
         assert metrics.public_reason("login.throttled", reason) == reason
-    for reason in ("unknown_identifier", "no_password", "wrong_password", "locked_wrong_password", "",
+    for reason in ("unknown_identifier", "no_password", "wrong_password", "locked_wrong_password", "locked",
+                   "locked_permanently", "",
                    "some_future_reason"):
         assert metrics.public_reason("login.failed", reason) == "invalid_credentials", reason
     for reason in ("unknown_identifier", "no_recovery_code", "wrong_recovery_code", "too_many_wrong_codes"):

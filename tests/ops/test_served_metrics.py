@@ -72,6 +72,10 @@ def test_served_metrics_sum_both_workers(tmp_path):
             stop_process_group(proc)
     assert not list(tmpdir.glob("idp-metrics-*")), "the metrics folder outlived the server"
     lines = log.read_text(encoding="utf-8").splitlines()
+    # Every line is one JSON object (LOG_FORMAT's default): the master's, the workers' and gunicorn's own.
+    records = [json.loads(line) for line in lines if line.strip()]
+    assert any(r["logger"] == "idp.serving" and r["message"].startswith("idp serving on") for r in records)
+    assert any(r["logger"] == "gunicorn.error" and r["message"].startswith("Booting worker") for r in records)
     access = [json.loads(line) for line in lines if line.startswith("{") and '"idp.access"' in line]
     assert len([a for a in access if a["path"] == "/healthz"]) == probes
     assert [a for a in access if a["request_id"] == "served-check-1"][0]["endpoint"] == "ops.readyz"

@@ -58,6 +58,19 @@ def test_another_client_address_is_not_limited_by_the_first(client, person, smtp
     assert r.status_code == 200
 
 
+def test_an_ipv6_client_counts_as_its_64_network(client, person, smtp_sink):
+    def ask(address: str, identifier: str):
+        page = client.get("/password/reset")
+        return client.post("/password/reset", data={"csrf_token": csrf_token(text(page)), "identifier": identifier},
+                           environ_base={"REMOTE_ADDR": address})
+
+    # Every request from another address of one /64: one client, as the login throttle counts it.
+    for i in range(PER_ADDRESS):
+        assert ask(f"2001:db8:0:7::{i + 1:x}", f"nikt{i}@student.example.edu.pl").status_code == 200, i
+    assert ask("2001:db8:0:7:ffff::1", "nikt.jeszcze@student.example.edu.pl").status_code == 429
+    assert ask("2001:db8:0:8::1", "nikt.jeszcze@student.example.edu.pl").status_code == 200  # the next /64
+
+
 def test_showing_the_form_is_not_limited(client):
     for _ in range(PER_ADDRESS + 5):
         assert client.get("/password/reset").status_code == 200
