@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from flask import current_app, redirect, render_template, request, session, url_for
+from flask import current_app, redirect, render_template, request, session
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
@@ -124,8 +124,7 @@ def login():
                                      error=_("Enter your login and password."), status=400)
     result = authflow.check_credentials(form, svc.name if svc else None)
     if result.password_was_correct:  # only the password's owner learns what else blocks the way
-        return authflow.render_blocked(result.reason, result.account, result.event,
-                                       retry_url=url_for("cas.login", **request.args))
+        return authflow.render_blocked(result.reason, result.account, result.event)
     if not result.ok:
         form.password.data = ""
         return authflow.render_login(form, service_name=service_name, error=_("Invalid login or password"),

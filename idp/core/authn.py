@@ -15,10 +15,9 @@ Brute-force protection, as in Keycloak and Apereo CAS (docs/security.md "Brute-f
   successful login in between lasts twice as long, up to `lockout_max_minutes`; after
   `permanent_lockout_after` temporary locks in a row (when set) the next one lasts until the helpdesk
   unlocks the account. A run whose last wrong password is older than `failure_reset_hours` no longer
-  counts. Only someone who then types the *correct* password learns of the lock (reason "locked" or
-  "locked_permanently"); a wrong password on a locked account fails like any other
-  ("locked_wrong_password" in the audit log only), so the lock reveals nothing about whether an account
-  exists. Unknown identifiers never lock anything.
+  counts. A locked account answers every password, the right one too, as a wrong one: the audit log alone
+  says which ("locked", "locked_permanently" or "locked_wrong_password"), so the lock reveals neither
+  whether an account exists nor whether a guess was right. Unknown identifiers never lock anything.
 """
 from __future__ import annotations
 
@@ -221,12 +220,13 @@ def authenticate(identifier: str, password: str, policy: Policy, *, client_ip: s
             reason = "wrong_password"
             count_wrong_password(account, policy, now, client_ip)
     else:
-        if has_left(account, policy, now):
-            reason = "account_left"
-        elif account.locked_permanently:
+        # A lock first: any "why" page after the right password (account_left) would confirm the guess.
+        if account.locked_permanently:
             reason = "locked_permanently"  # until the helpdesk unlocks it
         elif is_locked(account, now):
             reason = "locked"  # the lock holds until it runs out (or a password reset lifts it)
+        elif has_left(account, policy, now):
+            reason = "account_left"
         if not is_locked(account, now) and (account.failed_logins or account.lockouts):
             account.failed_logins = account.lockouts = 0  # the right password: the runs are over
     owner = reason is None or reason in AFTER_CORRECT_PASSWORD

@@ -103,7 +103,7 @@ def _log_in(account: Account, *, method: str, resume: str):
 def _left_page(account: Account, provider: str):
     event = audit.record("upstream.login.failed", account_id=account.id, reason="account_left",
                          client_ip=client_ip(), data={"provider": provider})
-    return authflow.render_blocked("account_left", account, event, retry_url=url_for("cas.login"))
+    return authflow.render_blocked("account_left", account, event)
 
 
 @bp.route("/<name>/callback")

@@ -16,10 +16,11 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, redirect, render_template, request, session, url_for
-from flask_babel import format_datetime, format_time, get_locale, to_user_timezone
+from flask_babel import format_datetime, format_time, get_locale, ngettext, to_user_timezone
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired, Length
 
@@ -98,9 +99,15 @@ def lockout_hint() -> str | None:
     rules = policy().data["login"]
     if not rules["lockout_threshold"]:
         return None
-    return _("After %(num)s wrong passwords in a row, an account refuses password logins for at least "
-             "%(minutes)s minutes, even with the right password. If you are sure of yours, wait, or set a new "
-             "one with the reset link below.", num=rules["lockout_threshold"], minutes=rules["lockout_minutes"])
+    hint = ngettext("After %(count)s wrong passwords in a row, an account refuses password logins for at least "
+                    "%(num)s minute, even with the right password.",
+                    "After %(count)s wrong passwords in a row, an account refuses password logins for at least "
+                    "%(num)s minutes, even with the right password.",
+                    rules["lockout_minutes"], count=rules["lockout_threshold"])
+    if rules["permanent_lockout_after"]:
+        return hint + " " + _("If you are sure of yours, wait, or set a new one with the reset link below; "
+                              "after repeated locks, only the helpdesk can unlock the account.")
+    return hint + " " + _("If you are sure of yours, wait, or set a new one with the reset link below.")
 
 
 def wait_message(seconds: int, *, rate_limited: bool = False) -> str:
@@ -144,8 +151,8 @@ def password_post_limited(address: str | None = None) -> int | None:
     for item in items:
         try:
             allowed = limiter.limiter.hit(item, *ids)
-        except RedisError:  # a flood guard only: the throttle behind it answers for Redis being down
-            log.warning("login rate limit not counted: Redis unavailable")
+        except (RedisError, SQLAlchemyError):  # a flood guard only: the throttle behind it answers for the store
+            log.warning("login rate limit not counted: its store (Redis or the database) unavailable")
             return None
         if not allowed:
             reset = limiter.limiter.get_window_stats(item, *ids).reset_time
@@ -162,7 +169,7 @@ def _record_rate_limited(ids: tuple, address: str, limit: str, wait: int) -> Non
     metrics.login_rate_limited()
     try:
         first = limiter.limiter.hit(_rate_items("1 per minute")[0], *ids, "audited")
-    except RedisError:
+    except (RedisError, SQLAlchemyError):
         return
     if first:
         audit.record("login.rate_limited", actor="idp", reason="address_rate_limit", client_ip=address,
@@ -175,13 +182,12 @@ def format_moment(moment: dt.datetime) -> str:
     return format_time(moment, "HH:mm") if same_day else format_datetime(moment, "d MMMM, HH:mm")
 
 
-def render_blocked(reason: str, account: Account, event, *, retry_url: str):
+def render_blocked(reason: str, account: Account, event):
     """Why a verified person (a correct password, or an upstream provider and its link) is not let in — left
     the university: what it means, what to do, whom to ask, and the reference code of the refused login.
     Never shown after a wrong password, nor for a lock (core/authn.py AFTER_CORRECT_PASSWORD)."""
     now = utcnow()
-    context = {"kind": reason, "account": account, "policy": policy(), "ref": audit.reference(event),
-               "retry_url": retry_url}
+    context = {"kind": reason, "account": account, "policy": policy(), "ref": audit.reference(event)}
     if reason == "account_left":
         grace = policy().data["migration"]["left_grace_days"]
         context.update(title=_("Your account is no longer active"), left_on=account.left_at, grace_days=grace,

@@ -27,6 +27,7 @@ from flask import current_app, jsonify, request, url_for
 from flask_babel import gettext as _
 from limits import parse_many
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from idp.core import audit, mail_login
 from idp.core.errors import SharedStateUnavailable
@@ -93,8 +94,8 @@ def _client_refusals(*, count: bool) -> int | None:
         if limiter.limiter.test(item, *ids):
             return None
         reset = limiter.limiter.get_window_stats(item, *ids).reset_time
-    except RedisError:  # a flood guard only
-        log.warning("mail client refusals not counted: Redis unavailable")
+    except (RedisError, SQLAlchemyError):  # a flood guard only
+        log.warning("mail client refusals not counted: their store (Redis or the database) unavailable")
         return None
     return max(1, math.ceil(reset - time.time()))
 

@@ -12,6 +12,7 @@ from idp.core.policy import Verdict
 from idp.extensions import limiter
 from idp.http import authflow
 from idp.http.security import client_ip
+from idp.models import Account
 from idp.recovery import bp
 from idp.recovery.forms import CodeForm, CodePasswordForm, ResetForm, ResetRequestForm
 
@@ -35,6 +36,16 @@ def _identifier_key() -> str:
     secret = str(current_app.config["SECRET_KEY"]).encode()
     return "reset:" + hmac.new(secret, b"reset-limit:" + typed.encode(), hashlib.sha256).hexdigest()[:40]
 
+
+
+def _flash_changed(account: Account) -> None:
+    """The new password is set. A permanent lock outlives it (only the helpdesk lifts it): the person has
+    just proved the mailbox, so they are told here rather than meeting "Invalid login or password"."""
+    if account.locked_permanently:
+        flash(_("Your password has been changed, but your account stays locked until the helpdesk unlocks it "
+                "after repeated series of wrong passwords. Contact the helpdesk before logging in."), "error")
+    else:
+        flash(_("Your password has been changed. Log in with the new password."), "success")
 
 @bp.route("/reset", methods=["GET", "POST"])
 @limiter.limit(REQUEST_LIMIT_IP, methods=["POST"])
@@ -100,7 +111,7 @@ def link(token: str):
             else:
                 session.pop(_ANSWERED, None)
                 session.pop(authflow.RESET_KEY, None)
-                flash(_("Your password has been changed. Log in with the new password."), "success")
+                _flash_changed(account)
                 return redirect(url_for("cas.login"))
     verdict_rules = accounts.evaluate_password(account, "", policy).rules
     return render_template("recovery/link.html", form=form, ask=ask, pesel=recovery.asks_pesel(account),
@@ -236,7 +247,7 @@ def code_password():
             return redirect(url_for("recovery.code"))
         else:
             session.pop(_CODE_KEY, None)
-            flash(_("Your password has been changed. Log in with the new password."), "success")
+            _flash_changed(account)
             return redirect(url_for("cas.login"))
     rules = accounts.evaluate_password(account, "", policy).rules
     return render_template("recovery/code_password.html", form=form, violations=violations, policy=policy,

@@ -109,7 +109,7 @@ def _lock_the_student(idp, new_context) -> None:
     response = submit_login(page, STUDENT_LOGIN, STUDENT_PASSWORD)
     assert response.status == 401
     expect(page.locator("#form-errors")).to_contain_text("Niepoprawne dane logowania")
-    expect(page.locator("#error-detail")).to_contain_text("nawet z poprawnym hasłem")
+    expect(page.locator("#error-detail")).to_contain_text("nawet przy poprawnym haśle")
 
 
 def _current_code(secret: str, after: str | None = None) -> str:

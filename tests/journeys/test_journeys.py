@@ -45,7 +45,7 @@ TEXT = {
         "link": "Połącz i zaloguj",
         "linked_accounts": "Połączone konta innych dostawców",
         "not_provisioned": "Jesteś zalogowany, lecz nie posiadasz konta w Moodle",
-        "lock_hint": "nawet z poprawnym hasłem",
+        "lock_hint": "nawet przy poprawnym haśle",
         "mfa_setup": "Skonfiguruj drugi składnik",
         "code": "Kod z aplikacji uwierzytelniającej",
         "confirm": "Potwierdź",

@@ -119,7 +119,9 @@ def test_the_right_password_while_locked_is_answered_as_any_wrong_one(client, br
     assert refused_like_any_wrong_password(right), (right.status_code, text(right)[:2000])
     assert refused_like_any_wrong_password(unknown)
     assert tgc(client) is None  # no session, no ticket
-    # The same hint under every failed login: a lock refuses the right password too, and what to do.
+    # The same hint under every failed login: a lock refuses the right password too, and what to do. The
+    # alert the form focuses is described by it (a screen reader reads both).
+    assert 'aria-describedby="error-detail"' in text(right)
     hint = ("After 3 wrong passwords in a row, an account refuses password logins for at least 15 minutes, even "
             "with the right password. If you are sure of yours, wait, or set a new one with the reset link below.")
     assert hint in text(right) and hint in text(unknown)
@@ -136,8 +138,24 @@ def test_the_right_password_while_locked_in_polish(client, person, afternoon):
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pl"
     answers = [cas_login(client, USER, pw) for pw in (WRONG, WRONG, WRONG, PASSWORD)]
     assert all(r.status_code == 401 and page_error(text(r)) == "Niepoprawne dane logowania" for r in answers)
-    assert "Po 3 błędnych hasłach z rzędu konto odrzuca logowanie hasłem" in text(answers[-1])
+    assert ("Po 3 błędnych hasłach z rzędu konto blokuje logowanie hasłem na co najmniej 15 minut — nawet przy "
+            "poprawnym haśle.") in text(answers[-1])
     assert '<html lang="pl">' in text(answers[-1])
+
+
+@pytest.mark.parametrize("polish", [
+    pytest.param(f"{n} {word}", marks=pytest.mark.policy(login__lockout_minutes=n, login__lockout_max_minutes=240))
+    for n, word in ((1, "minutę"), (2, "minuty"), (22, "minuty"), (25, "minut"))])
+def test_the_hint_counts_minutes_in_polish(client, person, afternoon, polish):
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pl"
+    assert f"co najmniej {polish} — nawet" in text(cas_login(client, USER, WRONG))
+
+
+@pytest.mark.policy(login__lockout_threshold=2, login__permanent_lockout_after=3)
+def test_with_permanent_locks_the_hint_names_the_helpdesk(client, person, afternoon):
+    assert ("After 2 wrong passwords in a row, an account refuses password logins for at least 15 minutes, "
+            "even with the right password. If you are sure of yours, wait, or set a new one with the reset link "
+            "below; after repeated locks, only the helpdesk can unlock the account.") in text(wrong(client))
 
 
 @pytest.mark.policy(login__lockout_threshold=0)
@@ -287,3 +305,19 @@ def test_a_locked_account_keeps_a_session_it_already_had(client, browser, person
     assert fresh(person).locked_until is not None
     r = client.get("/cas/login", query_string={"service": USOSWEB})
     assert r.status_code == 302 and "ticket=ST-" in r.headers["Location"]
+
+
+@pytest.mark.policy(login__lockout_threshold=3)
+def test_a_reset_tells_the_mailbox_owner_that_a_permanent_lock_stays(app, client, browser, person, afternoon):
+    account = fresh(person)
+    account.locked_permanently = True
+    db.session.commit()
+    reset = browser()
+    assert request_link(reset, USER).status_code == 200
+    r = submit_answer(reset, queued_link(USER), RIGHT_PESEL)
+    assert r.status_code == 302 and r.headers["Location"].endswith("/cas/login")
+    page = text(reset.get(r.headers["Location"]))
+    assert "Your password has been changed, but your account stays locked until the helpdesk unlocks it" in page
+    assert "Log in with the new password" not in page
+    assert fresh(person).locked_permanently  # only the helpdesk lifts it
+    assert refused_like_any_wrong_password(cas_login(client, USER, NEW))

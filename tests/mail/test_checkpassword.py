@@ -110,12 +110,20 @@ def test_throttled_is_a_temporary_failure(idp, config, reply):
 
 
 def test_a_refusal_after_the_correct_password_is_shown_in_ascii(idp, config, reply):
-    message = "Twoje konto jest zablokowane do 14:35 po zbyt wielu błędnych hasłach. Kod dla pomocy: E42"
-    idp.answer = (403, {"ok": False, "reason": "locked", "message": message, "reference": "E42"})
+    message = "Dane uczelni wskazują, że nie studiujesz ani nie pracujesz już na uczelni. Kod dla pomocy: E42"
+    idp.answer = (403, {"ok": False, "reason": "account_left", "message": message, "reference": "E42"})
     code, err, got = run(config, reply, login="s12345@student.example.edu.pl")
     assert code == 0, err
     assert got == {"USER": "s12345@student.example.edu.pl", "EXTRA": "NOLOGIN REASON", "NOLOGIN": "Y",
-                   "REASON": "Twoje konto jest zablokowane do 14:35 po zbyt wielu blednych haslach. Kod dla pomocy: E42"}
+                   "REASON": "Dane uczelni wskazuja, ze nie studiujesz ani nie pracujesz juz na uczelni. Kod dla pomocy: E42"}
+
+
+def test_a_lock_is_never_told_apart_from_a_wrong_password(idp, config, reply):
+    # The IdP no longer answers "locked" (a lock would confirm a guessed password); should an older IdP
+    # still do so, the helper answers as for any refusal it does not know: a failed login.
+    idp.answer = (403, {"ok": False, "reason": "locked", "message": "…", "reference": "E42"})
+    code, _err, got = run(config, reply)
+    assert (code, got) == (1, None)
 
 
 def test_an_unknown_refusal_is_a_failed_login(idp, config, reply):
