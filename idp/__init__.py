@@ -84,7 +84,7 @@ def create_app(overrides: dict[str, Any] | None = None, instance: str | Path | N
         BABEL_TRANSLATION_DIRECTORIES=str(PACKAGE_DIR / "translations"),
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         # Without Redis, the counters are rows of the database every node shares (idp/core/limit_store.py).
-        RATELIMIT_STORAGE_URI=cfg["REDIS_URL"] or "idp-sql://",
+        RATELIMIT_STORAGE_URI=cfg["REDIS_URL"] or "idp-sql://",  # limit_store.SCHEME
         # The limits library puts its own "LIMITS:" in front of every Redis key unless told the prefix:
         # keys are then <REDIS_PREFIX>limits:LIMITER/..., inside the IdP's namespace (a Redis ACL on idp:*).
         RATELIMIT_STORAGE_OPTIONS={"key_prefix": cfg["REDIS_PREFIX"] + "limits"} if cfg["REDIS_URL"] else {},

@@ -69,9 +69,6 @@ class SqlLimitStorage(Storage):
 
     STORAGE_SCHEME = [SCHEME]
 
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options) -> None:
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-
     @property
     def base_exceptions(self) -> type[Exception]:
         return SQLAlchemyError
